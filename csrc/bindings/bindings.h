@@ -1,0 +1,6 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Each bind_<topic>.cpp adds its functions to the `_core` module.
+#pragma once
+#include <pybind11/pybind11.h>
+
+void bind_checksum(pybind11::module_& m);
