@@ -1,0 +1,36 @@
+# Two commands after cloning:  `make demo` (set up + run the main job)  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch is installed first; GPU users: make TORCH_SPEC='torch==2.13.0' TORCH_INDEX=...
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+STAMP := $(VENV)/.e2e-installed
+SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
+
+.PHONY: install demo test test-slow lint bench clean
+
+$(STAMP): $(SOURCES)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m e2ecompress demo
+
+test: install
+	$(PY) -m ruff check e2ecompress tests benchmarks tools
+	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+bench: install
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/bench_kernels.py
+
+clean:
+	rm -rf build $(VENV) .pytest_cache .ruff_cache

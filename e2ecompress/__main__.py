@@ -1,0 +1,5 @@
+import sys
+
+from e2ecompress.cli import main
+
+sys.exit(main())
