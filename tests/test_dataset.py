@@ -40,7 +40,7 @@ def test_manifest_and_layout(small_dataset):
     for entry in man["shards"]:
         images, table, f = read_all(out / entry["path"])
         assert images.shape == (6, 3, 125, 125) and images.dtype == np.float32
-        assert f.channels == ["ECAL", "HCAL", "Tracks"]
+        assert f.channels == ("ECAL", "HCAL", "Tracks")
         assert f.metadata["split"] == entry["split"] and f.metadata["set"] == entry["set"]
         assert {"y", "pt", "m0", "eta", "n_constituents"} <= set(table.column_names)
         assert np.isfinite(images).all() and (images >= 0).all()
@@ -115,7 +115,7 @@ def test_e2e8_layout(tmp_path):
     man = make_dataset(cfg, tmp_path, workers=1, progress=False)
     images, table, f = read_all(tmp_path / man["shards"][0]["path"])
     assert images.shape == (2, 8, 125, 125)
-    assert f.channels == ["TrackPT", "TrackD0", "TrackDZ", "ECAL", "HCAL", "PixL1", "PixL2", "PixL3"]
+    assert f.channels == ("TrackPT", "TrackD0", "TrackDZ", "ECAL", "HCAL", "PixL1", "PixL2", "PixL3")
     trk = images[:, 0] > 0
     # impact parameters live exactly where tracks are; pixel hits are counts
     assert np.array_equal(images[:, 1] != 0, trk) and np.array_equal(images[:, 2] != 0, trk)

@@ -212,7 +212,7 @@ def _existing(cfg: DatasetConfig, task: ShardTask, out_dir: str) -> dict | None:
     if not path.exists():
         return None
     meta = e2eio.open_jets(path).metadata or {}
-    if meta.get("settings") != cfg.shard_settings() or meta.get("split") != task.split:
+    if meta.get("settings") != json.loads(json.dumps(cfg.shard_settings())) or meta.get("split") != task.split:
         raise InputError(path, "exists but was made with different settings; use another output directory")
     return {**_entry(task, meta), "seconds": 0.0, "skipped": True}
 
