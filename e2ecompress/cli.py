@@ -27,16 +27,28 @@ def _int_list(text: str) -> tuple[int, ...]:
 def _cmd_make_dataset(args) -> int:
     from e2ecompress.data.dataset import DatasetConfig, make_dataset
 
-    cfg = DatasetConfig(layout=args.layout, sets=tuple(args.sets.split(",")), jets_per_shard=args.jets_per_shard,
-                        shards=args.shards, seed=args.seed, pileup_mu=args.pileup)
+    cfg = DatasetConfig(
+        layout=args.layout,
+        sets=tuple(args.sets.split(",")),
+        jets_per_shard=args.jets_per_shard,
+        shards=args.shards,
+        seed=args.seed,
+        pileup_mu=args.pileup,
+    )
     man = make_dataset(cfg, args.out, workers=args.workers, progress=not args.quiet)
     thr = man["throughput"]
     made = thr["jets_generated"]
     skipped = sum(s["skipped"] for s in man["shards"])
-    rate = (f"{thr['jets_per_s']:.1f} jets/s ({thr['jets_per_s_per_worker']:.1f} per worker, "
-            f"{thr['workers']} workers)" if made else "nothing to do")
-    print(f"{args.out}: {made} jets in {len(man['shards']) - skipped} new shards "
-          f"({skipped} already there) in {thr['wall_s']:.1f} s, {rate}")
+    rate = (
+        f"{thr['jets_per_s']:.1f} jets/s ({thr['jets_per_s_per_worker']:.1f} per worker, "
+        f"{thr['workers']} workers)"
+        if made
+        else "nothing to do"
+    )
+    print(
+        f"{args.out}: {made} jets in {len(man['shards']) - skipped} new shards "
+        f"({skipped} already there) in {thr['wall_s']:.1f} s, {rate}"
+    )
     return 0
 
 
@@ -44,8 +56,13 @@ def _cmd_info(args) -> int:
     from e2ecompress.io import open_jets
 
     f = open_jets(args.file)
-    info = {"path": args.file, "n_jets": f.n_jets, "image_shape": list(f.image_shape),
-            "channels": f.channels, "columns": [x.name for x in f.other_schema]}
+    info = {
+        "path": args.file,
+        "n_jets": f.n_jets,
+        "image_shape": list(f.image_shape),
+        "channels": f.channels,
+        "columns": [x.name for x in f.other_schema],
+    }
     if args.json:
         print(json.dumps({**info, "metadata": f.metadata}, indent=2, default=str))
     else:
@@ -77,13 +94,18 @@ def _cmd_demo(args) -> int:
     raw = images.nbytes / len(images)
     on_disk = os.path.getsize(path) / len(images)
     feats = physics.substructure(images, f.channels)
-    print(f"demo: {len(images)} jets ({int(y.sum())} quark, {int((1 - y).sum())} gluon) in "
-          f"{time.perf_counter() - t0:.1f} s -> {path}")
-    print(f"  raw float32 {raw / 1024:.1f} KiB/jet, parquet+zstd {on_disk / 1024:.2f} KiB/jet, "
-          f"zero pixels {100 * float((images == 0).mean()):.2f}%")
+    print(
+        f"demo: {len(images)} jets ({int(y.sum())} quark, {int((1 - y).sum())} gluon) in "
+        f"{time.perf_counter() - t0:.1f} s -> {path}"
+    )
+    print(
+        f"  raw float32 {raw / 1024:.1f} KiB/jet, parquet+zstd {on_disk / 1024:.2f} KiB/jet, "
+        f"zero pixels {100 * float((images == 0).mean()):.2f}%"
+    )
     for c, name in enumerate(f.channels):
         nz = (images[:, c] != 0).sum(axis=(1, 2)).mean()
-        print(f"  {name:7s} non-zero pixels/jet {nz:7.1f}  sum/jet {images[:, c].sum(axis=(1, 2)).mean():7.1f} GeV")
+        total = images[:, c].sum(axis=(1, 2)).mean()
+        print(f"  {name:7s} non-zero pixels/jet {nz:7.1f}  sum/jet {total:7.1f} GeV")
     for k in ("n_tracks", "girth", "mass"):
         print(f"  {k:9s} quark {feats[k][y == 1].mean():8.4f}  gluon {feats[k][y == 0].mean():8.4f}")
     return 0

@@ -14,7 +14,9 @@ from e2ecompress.data.dataset import DatasetConfig, make_dataset
 from e2ecompress.errors import InputError
 from e2ecompress.io import open_jets
 
-SMALL = DatasetConfig(layout="qg3", sets=("labelled", "unlabelled"), jets_per_shard=6, shards=(1, 1, 1), seed=7)
+SMALL = DatasetConfig(
+    layout="qg3", sets=("labelled", "unlabelled"), jets_per_shard=6, shards=(1, 1, 1), seed=7
+)
 
 
 def read_all(path):
@@ -99,7 +101,7 @@ def test_resume_skips_and_is_identical(small_dataset, tmp_path):
 
 
 def test_deterministic_across_workers(small_dataset, tmp_path):
-    out, man = small_dataset
+    out, _man = small_dataset
     cfg = DatasetConfig(layout="qg3", sets=("labelled",), jets_per_shard=6, shards=(1, 1, 0), seed=7)
     make_dataset(cfg, tmp_path, workers=2, progress=False)
     for split in ("train", "val"):
@@ -113,7 +115,7 @@ def test_deterministic_across_workers(small_dataset, tmp_path):
 def test_e2e8_layout(tmp_path):
     cfg = DatasetConfig(layout="e2e8", sets=("labelled",), jets_per_shard=2, shards=(1, 0, 0), seed=3)
     man = make_dataset(cfg, tmp_path, workers=1, progress=False)
-    images, table, f = read_all(tmp_path / man["shards"][0]["path"])
+    images, _table, f = read_all(tmp_path / man["shards"][0]["path"])
     assert images.shape == (2, 8, 125, 125)
     assert f.channels == ("TrackPT", "TrackD0", "TrackDZ", "ECAL", "HCAL", "PixL1", "PixL2", "PixL3")
     trk = images[:, 0] > 0

@@ -61,8 +61,13 @@ class DatasetConfig:
 
     def shard_settings(self) -> dict:
         """What a shard's content depends on (besides its identity); used to validate resumed shards."""
-        return {"layout": self.layout, "jets_per_shard": self.jets_per_shard, "seed": self.seed,
-                "pileup_mu": self.pileup_mu, "cuts": asdict(self.cuts)}
+        return {
+            "layout": self.layout,
+            "jets_per_shard": self.jets_per_shard,
+            "seed": self.seed,
+            "pileup_mu": self.pileup_mu,
+            "cuts": asdict(self.cuts),
+        }
 
 
 @dataclass(frozen=True)
@@ -104,21 +109,23 @@ def _collect(stream: generator.JetStream, n: int, want_quark: bool | None) -> ge
 
 
 def _side_columns(jb: generator.JetBatch, truth: np.ndarray, y: np.ndarray, uid: np.ndarray) -> pa.Table:
-    return pa.table({
-        "y": pa.array(y, pa.float32()),
-        "pt": pa.array(jb.pt, pa.float64()),
-        "m0": pa.array(jb.m0, pa.float64()),
-        "eta": pa.array(jb.eta, pa.float64()),
-        "phi": pa.array(jb.phi, pa.float64()),
-        "parton_id": pa.array(jb.parton_id, pa.int32()),
-        "n_constituents": pa.array(jb.n_constituents, pa.int32()),
-        "n_charged": pa.array(jb.n_charged, pa.int32()),
-        "girth": pa.array(jb.girth, pa.float64()),
-        "ptd": pa.array(jb.ptd, pa.float64()),
-        "ecal_deposit": pa.array(truth[:, 0], pa.float64()),
-        "hcal_deposit": pa.array(truth[:, 1], pa.float64()),
-        "jet_uid": pa.array(uid, pa.int64()),
-    })
+    return pa.table(
+        {
+            "y": pa.array(y, pa.float32()),
+            "pt": pa.array(jb.pt, pa.float64()),
+            "m0": pa.array(jb.m0, pa.float64()),
+            "eta": pa.array(jb.eta, pa.float64()),
+            "phi": pa.array(jb.phi, pa.float64()),
+            "parton_id": pa.array(jb.parton_id, pa.int32()),
+            "n_constituents": pa.array(jb.n_constituents, pa.int32()),
+            "n_charged": pa.array(jb.n_charged, pa.int32()),
+            "girth": pa.array(jb.girth, pa.float64()),
+            "ptd": pa.array(jb.ptd, pa.float64()),
+            "ecal_deposit": pa.array(truth[:, 0], pa.float64()),
+            "hcal_deposit": pa.array(truth[:, 1], pa.float64()),
+            "jet_uid": pa.array(uid, pa.int64()),
+        }
+    )
 
 
 def generate_shard(cfg: DatasetConfig, task: ShardTask):
@@ -133,12 +140,19 @@ def generate_shard(cfg: DatasetConfig, task: ShardTask):
     labelled = task.set == "labelled"
     ident = (task.set, task.split, task.index)
     streams = []
-    for name, procs, want in (("quark", generator.QUARK_PROCESSES, True),
-                              ("gluon", generator.GLUON_PROCESSES, False)):
+    for name, procs, want in (
+        ("quark", generator.QUARK_PROCESSES, True),
+        ("gluon", generator.GLUON_PROCESSES, False),
+    ):
         seed = derive_seed(cfg.seed, *ident, name)
-        stream = generator.JetStream(procs, seed, cfg.cuts, events_per_batch=min(100, max(8, half)),
-                                     pileup_mu=cfg.pileup_mu,
-                                     pileup_seed=derive_seed(cfg.seed, *ident, name, "pileup"))
+        stream = generator.JetStream(
+            procs,
+            seed,
+            cfg.cuts,
+            events_per_batch=min(100, max(8, half)),
+            pileup_mu=cfg.pileup_mu,
+            pileup_seed=derive_seed(cfg.seed, *ident, name, "pileup"),
+        )
         streams.append(_collect(stream, half, want if labelled else None))
     render_seed = derive_seed(cfg.seed, *ident, "detector", modulo=2**31 - 2**20)
     uid_base = derive_seed(cfg.seed, *ident, "uid", modulo=2**40) << 20
@@ -157,8 +171,9 @@ def generate_shard(cfg: DatasetConfig, task: ShardTask):
             else:
                 y = np.full(len(rows), -1.0, dtype=np.float32)
             tables.append(_side_columns(part, truth, y, uid_base + rows))
-        table = pa.concat_tables(tables).take(np.argsort(np.concatenate([pos[pos % 2 == k] for k in (0, 1)]),
-                                                         kind="stable"))
+        table = pa.concat_tables(tables).take(
+            np.argsort(np.concatenate([pos[pos % 2 == k] for k in (0, 1)]), kind="stable")
+        )
         yield images, table
 
 
@@ -200,8 +215,14 @@ def _write_shard(cfg: DatasetConfig, task: ShardTask, out_dir: str) -> dict:
 
 
 def _entry(task: ShardTask, extra: dict) -> dict:
-    return {"path": task.relpath, "set": task.set, "split": task.split, "shard": task.index,
-            "n_jets": extra["n_jets"], "seeds": extra["seeds"]}
+    return {
+        "path": task.relpath,
+        "set": task.set,
+        "split": task.split,
+        "shard": task.index,
+        "n_jets": extra["n_jets"],
+        "seeds": extra["seeds"],
+    }
 
 
 def _existing(cfg: DatasetConfig, task: ShardTask, out_dir: str) -> dict | None:
@@ -212,17 +233,26 @@ def _existing(cfg: DatasetConfig, task: ShardTask, out_dir: str) -> dict | None:
     if not path.exists():
         return None
     meta = e2eio.open_jets(path).metadata or {}
-    if meta.get("settings") != json.loads(json.dumps(cfg.shard_settings())) or meta.get("split") != task.split:
+    if (
+        meta.get("settings") != json.loads(json.dumps(cfg.shard_settings()))
+        or meta.get("split") != task.split
+    ):
         raise InputError(path, "exists but was made with different settings; use another output directory")
     return {**_entry(task, meta), "seconds": 0.0, "skipped": True}
 
 
 def plan(cfg: DatasetConfig) -> list[ShardTask]:
-    return [ShardTask(s, split, i) for s in cfg.sets for split, n in zip(SPLITS, cfg.shards, strict=True)
-            for i in range(n)]
+    return [
+        ShardTask(s, split, i)
+        for s in cfg.sets
+        for split, n in zip(SPLITS, cfg.shards, strict=True)
+        for i in range(n)
+    ]
 
 
-def make_dataset(cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 1, progress: bool = True) -> dict:
+def make_dataset(
+    cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 1, progress: bool = True
+) -> dict:
     """Generate every missing shard with `workers` processes and write the manifest. Returns the manifest."""
     from tqdm import tqdm
 
@@ -238,8 +268,12 @@ def make_dataset(cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 
         else:
             entries[t.relpath] = e
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo) * cfg.jets_per_shard, unit="jet", disable=not progress,
-               desc=f"make-dataset {cfg.layout}")
+    bar = tqdm(
+        total=len(todo) * cfg.jets_per_shard,
+        unit="jet",
+        disable=not progress,
+        desc=f"make-dataset {cfg.layout}",
+    )
     if workers <= 1:
         for t in todo:
             entries[t.relpath] = _write_shard(cfg, t, out_dir)
@@ -262,11 +296,18 @@ def make_dataset(cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 
         "settings": {**cfg.shard_settings(), "sets": list(cfg.sets), "shards": list(cfg.shards)},
         "versions": _versions(),
         "shards": [entries[t.relpath] for t in tasks],
-        "counts": {f"{s}/{sp}": sum(entries[t.relpath]["n_jets"] for t in tasks if (t.set, t.split) == (s, sp))
-                   for s in cfg.sets for sp in SPLITS},
-        "throughput": {"jets_generated": made, "wall_s": round(wall, 2), "workers": workers,
-                       "jets_per_s": round(made / wall, 2) if made else None,
-                       "jets_per_s_per_worker": round(made / wall / max(workers, 1), 2) if made else None},
+        "counts": {
+            f"{s}/{sp}": sum(entries[t.relpath]["n_jets"] for t in tasks if (t.set, t.split) == (s, sp))
+            for s in cfg.sets
+            for sp in SPLITS
+        },
+        "throughput": {
+            "jets_generated": made,
+            "wall_s": round(wall, 2),
+            "workers": workers,
+            "jets_per_s": round(made / wall, 2) if made else None,
+            "jets_per_s_per_worker": round(made / wall / max(workers, 1), 2) if made else None,
+        },
     }
     tmp = Path(out_dir) / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))

@@ -1,14 +1,14 @@
 """Fast CMS-barrel-like detector simulation: particles in, 125x125 crystal images out.
 
-The model (documented in docs/DETECTOR.md) is deliberately simple but physical: charged particles bend in a
-3.8 T solenoid, photons and electrons shower in the ECAL, hadrons share their energy between ECAL and HCAL,
-calorimeters have stochastic/noise/constant resolution terms and zero suppression, HCAL towers are 5x5 crystals
-aligned to the detector grid, and tracks carry pT (plus impact parameters and pixel hits in the 8-channel layout).
+The model (documented in docs/DETECTOR.md) is deliberately simple but physical: charged particles bend in
+a 3.8 T solenoid, photons and electrons shower in the ECAL, hadrons share their energy between ECAL and
+HCAL, calorimeters have stochastic/noise/constant resolution terms and zero suppression, HCAL towers are
+5x5 crystals aligned to the detector grid, and tracks carry pT (plus impact parameters and pixel hits in
+the 8-channel layout).
 
-Randomness comes from numba's generator, seeded once per shard with `seed_rng`, so a shard's images depend only on
-its seed, never on the number of worker processes.
+Randomness comes from numba's generator, seeded per jet from the shard's seed and the jet's position, so
+an image depends only on that, never on the number of worker processes or on the other jets.
 """
-
 from __future__ import annotations
 
 import math
@@ -255,8 +255,25 @@ def render_jet(img, roles, ceta, cphi, kind, charge, px, py, pz, energy, vx, vy,
 
 
 @numba.njit(cache=True)
-def render_jets(out, truth, roles, seeds, jet_event, jet_ceta, jet_cphi, ev_offsets, kind, charge, px, py, pz,
-                energy, vx, vy, vz):
+def render_jets(
+    out,
+    truth,
+    roles,
+    seeds,
+    jet_event,
+    jet_ceta,
+    jet_cphi,
+    ev_offsets,
+    kind,
+    charge,
+    px,
+    py,
+    pz,
+    energy,
+    vx,
+    vy,
+    vz,
+):
     """Render many jets. out: [J, C, 125, 125] float32 zeros; truth: [J, 2] (ECAL, HCAL deposited).
 
     Particles of all events are concatenated; event e owns rows ev_offsets[e]:ev_offsets[e + 1].
@@ -269,8 +286,19 @@ def render_jets(out, truth, roles, seeds, jet_event, jet_ceta, jet_cphi, ev_offs
         a = ev_offsets[e]
         b = ev_offsets[e + 1]
         ecal_true, hcal_true = render_jet(
-            out[j], roles, jet_ceta[j], jet_cphi[j], kind[a:b], charge[a:b], px[a:b], py[a:b], pz[a:b],
-            energy[a:b], vx[a:b], vy[a:b], vz[a:b],
+            out[j],
+            roles,
+            jet_ceta[j],
+            jet_cphi[j],
+            kind[a:b],
+            charge[a:b],
+            px[a:b],
+            py[a:b],
+            pz[a:b],
+            energy[a:b],
+            vx[a:b],
+            vy[a:b],
+            vz[a:b],
         )
         truth[j, 0] = ecal_true
         truth[j, 1] = hcal_true

@@ -235,8 +235,16 @@ class JetBatch:
 class JetStream:
     """Jets from one Pythia instance (one process class, one seed)."""
 
-    def __init__(self, processes, seed: int, cuts: JetCuts, events_per_batch: int = 100,
-                 pileup_mu: float = 0.0, pileup_seed: int | None = None, pileup_pool: int = 400):
+    def __init__(
+        self,
+        processes,
+        seed: int,
+        cuts: JetCuts,
+        events_per_batch: int = 100,
+        pileup_mu: float = 0.0,
+        pileup_seed: int | None = None,
+        pileup_pool: int = 400,
+    ):
         self.cuts = cuts
         self.events_per_batch = events_per_batch
         self.pythia = make_pythia(processes, seed, cuts)
@@ -294,20 +302,50 @@ class JetStream:
         girth = np.bincount(jet_of, weights=c_pt * c_dr, minlength=len(pt)) / np.maximum(sum_pt, 1e-12)
         ptd = np.sqrt(np.bincount(jet_of, weights=c_pt**2, minlength=len(pt))) / np.maximum(sum_pt, 1e-12)
         n_charged = np.bincount(jet_of, weights=(parts.charge[rows] != 0), minlength=len(pt)).astype(np.int64)
-        out = JetBatch(parts, event, pt, eta, phi, m0, parton_id.astype(np.int64), n_cons.astype(np.int64),
-                       n_charged, girth, ptd)
+        out = JetBatch(
+            parts,
+            event,
+            pt,
+            eta,
+            phi,
+            m0,
+            parton_id.astype(np.int64),
+            n_cons.astype(np.int64),
+            n_charged,
+            girth,
+            ptd,
+        )
         keep = (pt > self.cuts.pt_min) & (np.abs(eta) < self.cuts.eta_max)
         return out.select(keep)
 
 
-def render(jb: JetBatch, roles: np.ndarray, n_channels: int, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    jb: JetBatch, roles: np.ndarray, n_channels: int, seeds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Detector images [J, C, 125, 125] float32 and deposited-energy truth [J, 2] for the jets of `jb`."""
     out = np.zeros((len(jb), n_channels, detector.NPIX, detector.NPIX), dtype=np.float32)
     truth = np.zeros((len(jb), 2))
     ceta, cphi = detector.jet_centre_crystal(jb.eta, jb.phi)
     p = jb.parts
-    detector.render_jets(out, truth, roles, np.asarray(seeds, dtype=np.int64), jb.event.astype(np.int64), ceta,
-                         cphi, p.offsets, p.kind, p.charge, p.px, p.py, p.pz, p.e, p.vx, p.vy, p.vz)
+    detector.render_jets(
+        out,
+        truth,
+        roles,
+        np.asarray(seeds, dtype=np.int64),
+        jb.event.astype(np.int64),
+        ceta,
+        cphi,
+        p.offsets,
+        p.kind,
+        p.charge,
+        p.px,
+        p.py,
+        p.pz,
+        p.e,
+        p.vx,
+        p.vy,
+        p.vz,
+    )
     return out, truth
 
 
@@ -323,8 +361,13 @@ def concat_jets(batches: list[JetBatch]) -> JetBatch:
         events.append(b.event + n_events)
         n_rows += int(b.parts.offsets[-1])
         n_events += len(b.parts.offsets) - 1
-    parts = Particles(offsets=np.concatenate(offsets),
-                      **{f: np.concatenate([getattr(b.parts, f) for b in batches]) for f in fields})
-    cols = {k: np.concatenate([getattr(b, k) for b in batches]) for k in JetBatch.__dataclass_fields__
-            if k not in ("parts", "event")}
+    parts = Particles(
+        offsets=np.concatenate(offsets),
+        **{f: np.concatenate([getattr(b.parts, f) for b in batches]) for f in fields},
+    )
+    cols = {
+        k: np.concatenate([getattr(b, k) for b in batches])
+        for k in JetBatch.__dataclass_fields__
+        if k not in ("parts", "event")
+    }
     return JetBatch(parts=parts, event=np.concatenate(events), **cols)
