@@ -9,6 +9,7 @@ the 8-channel layout).
 Randomness comes from numba's generator, seeded per jet from the shard's seed and the jet's position, so
 an image depends only on that, never on the number of worker processes or on the other jets.
 """
+
 from __future__ import annotations
 
 import math
