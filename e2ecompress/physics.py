@@ -12,6 +12,7 @@ import numpy as np
 from e2ecompress.data.detector import DETA, DPHI, HALF
 
 CALO_CHANNELS = ("ECAL", "HCAL")
+JET_RADIUS = 0.4  # anti-kT R of the generated jets
 TRACK_CHANNELS = ("Tracks", "TrackPT")
 
 
@@ -23,12 +24,21 @@ def _grid(n: int) -> np.ndarray:
     return (np.arange(n) - HALF).astype(np.float64)
 
 
-def calo_energy(images: np.ndarray, channels) -> np.ndarray:
-    """Sum of the calorimeter channels per pixel: [B, H, W] (float64)."""
+def _cone(h: int, w: int, radius: float | None) -> np.ndarray:
+    """[H, W] weights: 1 for pixels within `radius` of the window centre (all pixels when None)."""
+    if radius is None:
+        return np.ones((h, w))
+    dr = np.hypot(_grid(h)[:, None] * DETA, _grid(w)[None, :] * DPHI)
+    return (dr < radius).astype(np.float64)
+
+
+def calo_energy(images: np.ndarray, channels, radius: float | None = None) -> np.ndarray:
+    """Sum of the calorimeter channels per pixel, inside `radius` of the centre: [B, H, W] (float64)."""
     idx = _find(channels, CALO_CHANNELS)
     if not idx:
         raise ValueError(f"no calorimeter channel among {list(channels)}")
-    return images[:, idx].astype(np.float64).sum(axis=1)
+    e = images[:, idx].astype(np.float64).sum(axis=1)
+    return e if radius is None else e * _cone(e.shape[1], e.shape[2], radius)
 
 
 def channel_sums(images: np.ndarray) -> np.ndarray:
@@ -36,12 +46,14 @@ def channel_sums(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float64).sum(axis=(2, 3))
 
 
-def jet_kinematics(images: np.ndarray, channels, eta: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Image-level jet pT, mass and energy from the calorimeter channels.
+def jet_kinematics(
+    images: np.ndarray, channels, eta: np.ndarray | None = None, radius: float | None = JET_RADIUS
+) -> dict[str, np.ndarray]:
+    """Image-level jet pT, mass and energy from the calorimeter pixels within `radius` of the centre.
 
-    images: [B, C, H, W]; eta: [B] jet eta (window centre), 0 when unknown.
+    images: [B, C, H, W]; eta: [B] jet eta (window centre), 0 when unknown; radius None: whole window.
     """
-    e = calo_energy(images, channels)
+    e = calo_energy(images, channels, radius)
     b, h, w = e.shape
     eta0 = np.zeros(b) if eta is None else np.asarray(eta, dtype=np.float64)
     pix_eta = eta0[:, None] + _grid(h)[None, :] * DETA  # [B, H]
@@ -56,9 +68,12 @@ def jet_kinematics(images: np.ndarray, channels, eta: np.ndarray | None = None) 
     return {"pt": pt, "mass": mass, "energy": energy}
 
 
-def substructure(images: np.ndarray, channels, eta: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Image-level substructure: multiplicities, girth, pTD, mass. Inputs as in `jet_kinematics`."""
-    e = calo_energy(images, channels)
+def substructure(
+    images: np.ndarray, channels, eta: np.ndarray | None = None, radius: float | None = JET_RADIUS
+) -> dict[str, np.ndarray]:
+    """Image-level substructure within `radius`: multiplicities, girth, pTD, mass (as in `jet_kinematics`)."""
+    e = calo_energy(images, channels, radius)
+    cone = _cone(e.shape[1], e.shape[2], radius)
     b, h, w = e.shape
     eta0 = np.zeros(b) if eta is None else np.asarray(eta, dtype=np.float64)
     pt_pix = e / np.cosh(eta0[:, None, None] + _grid(h)[None, :, None] * DETA)
@@ -71,13 +86,13 @@ def substructure(images: np.ndarray, channels, eta: np.ndarray | None = None) ->
     out = {
         "girth": (pt_pix * dr).sum(axis=(1, 2)) / tot,
         "ptd": np.sqrt((pt_pix**2).sum(axis=(1, 2))) / tot,
-        "mass": jet_kinematics(images, channels, eta)["mass"],
+        "mass": jet_kinematics(images, channels, eta, radius)["mass"],
         "n_calo": (e > 0).sum(axis=(1, 2)).astype(np.float64),
     }
     trk = _find(channels, TRACK_CHANNELS)
     if trk:
-        out["n_tracks"] = (images[:, trk[0]] > 0).sum(axis=(1, 2)).astype(np.float64)
+        out["n_tracks"] = ((images[:, trk[0]] > 0) * cone).sum(axis=(1, 2))
     ecal = _find(channels, ("ECAL",))
     if ecal:
-        out["n_ecal"] = (images[:, ecal[0]] > 0).sum(axis=(1, 2)).astype(np.float64)
+        out["n_ecal"] = ((images[:, ecal[0]] > 0) * cone).sum(axis=(1, 2))
     return out

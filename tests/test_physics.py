@@ -30,7 +30,7 @@ def test_point_deposit_kinematics():
     assert k["mass"][0] == pytest.approx(0.0, abs=1e-3)
     # two deposits separated in phi: m^2 = 2 E1 E2 (1 - cos dphi) at eta 0
     img[0, 1, 62, 72] = 30.0
-    k = physics.jet_kinematics(img, ["ECAL", "HCAL", "Tracks"])
+    k = physics.jet_kinematics(img, ["ECAL", "HCAL", "Tracks"], radius=None)
     dphi = 10 * 2 * np.pi / 360
     assert k["mass"][0] == pytest.approx(np.sqrt(2 * 50 * 30 * (1 - np.cos(dphi))), rel=1e-6)
 
