@@ -1,4 +1,4 @@
-"""Command line: `e2ecompress make-dataset | info | demo`.
+"""Command line: `e2ecompress make-dataset | info | check | demo`.
 
 User errors (bad input files, bad arguments) print one line naming the file and the problem and exit with
 code 2, without a traceback and without leaving partial output behind.
@@ -71,6 +71,23 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_check(args) -> int:
+    """Read every jet (shapes, finiteness) and print per-channel occupancy."""
+    import numpy as np
+
+    from e2ecompress.io import open_jets
+
+    f = open_jets(args.file, channels=args.channels.split(",") if args.channels else None)
+    n = 0
+    nonzero = np.zeros(f.image_shape[0])
+    for b in f.iter_batches(batch_size=256):
+        n += len(b)
+        nonzero += (b.images != 0).sum(axis=(0, 2, 3))
+    occ = ", ".join(f"{c} {v / max(n, 1):.1f}" for c, v in zip(f.channel_names, nonzero, strict=True))
+    print(f"{args.file}: {n} jets OK, non-zero pixels/jet: {occ}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     """Generate a small labelled sample, read it back and summarize it (the codec joins here later)."""
     import numpy as np
@@ -131,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_info)
+
+    c = sub.add_parser("check", help="read every jet of a file and report problems")
+    c.add_argument("file")
+    c.add_argument("--channels", help="channel names, comma-separated, for files that do not record them")
+    c.set_defaults(func=_cmd_check)
 
     d = sub.add_parser("demo", help="generate a small sample and summarize it")
     d.add_argument("--out", default="data/demo")
