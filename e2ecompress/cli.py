@@ -40,8 +40,8 @@ def _cmd_make_dataset(args) -> int:
     made = thr["jets_generated"]
     skipped = sum(s["skipped"] for s in man["shards"])
     rate = (
-        f"{thr['jets_per_s']:.1f} jets/s ({thr['jets_per_s_per_worker']:.1f} per worker, "
-        f"{thr['workers']} workers)"
+        f"{thr['jets_per_s']:.1f} jets/s with {thr['workers']} workers, "
+        f"{thr['jets_per_cpu_s']:.1f} jets per CPU-second of a worker"
         if made
         else "nothing to do"
     )

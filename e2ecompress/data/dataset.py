@@ -205,13 +205,19 @@ def _write_shard(cfg: DatasetConfig, task: ShardTask, out_dir: str) -> dict:
     from e2ecompress import io as e2eio
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     path = Path(out_dir) / task.relpath
     path.parent.mkdir(parents=True, exist_ok=True)
     layout = get_layout(cfg.layout)
     extra = _shard_extra(cfg, task)
     batches = (e2eio.Batch(images=imgs, table=tab) for imgs, tab in generate_shard(cfg, task))
     e2eio.write_jets(path, batches, channels=list(layout.channels), layout=layout.name, extra=extra)
-    return {**_entry(task, extra), "seconds": round(time.perf_counter() - t0, 3), "skipped": False}
+    return {
+        **_entry(task, extra),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "cpu_seconds": round(time.process_time() - c0, 3),
+        "skipped": False,
+    }
 
 
 def _entry(task: ShardTask, extra: dict) -> dict:
@@ -238,7 +244,20 @@ def _existing(cfg: DatasetConfig, task: ShardTask, out_dir: str) -> dict | None:
         or meta.get("split") != task.split
     ):
         raise InputError(path, "exists but was made with different settings; use another output directory")
-    return {**_entry(task, meta), "seconds": 0.0, "skipped": True}
+    return {**_entry(task, meta), "seconds": 0.0, "cpu_seconds": 0.0, "skipped": True}
+
+
+def _throughput(made: int, wall: float, workers: int, cpu: float) -> dict:
+    """Wall-clock rate, and the rate per CPU-second of the shard workers (robust on a shared machine)."""
+    return {
+        "jets_generated": made,
+        "wall_s": round(wall, 2),
+        "workers": workers,
+        "jets_per_s": round(made / wall, 2) if made else None,
+        "jets_per_s_per_worker": round(made / wall / max(workers, 1), 2) if made else None,
+        "worker_cpu_s": round(cpu, 2),
+        "jets_per_cpu_s": round(made / cpu, 2) if made and cpu else None,
+    }
 
 
 def plan(cfg: DatasetConfig) -> list[ShardTask]:
@@ -301,13 +320,7 @@ def make_dataset(
             for s in cfg.sets
             for sp in SPLITS
         },
-        "throughput": {
-            "jets_generated": made,
-            "wall_s": round(wall, 2),
-            "workers": workers,
-            "jets_per_s": round(made / wall, 2) if made else None,
-            "jets_per_s_per_worker": round(made / wall / max(workers, 1), 2) if made else None,
-        },
+        "throughput": _throughput(made, wall, workers, sum(entries[t.relpath]["cpu_seconds"] for t in todo)),
     }
     tmp = Path(out_dir) / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
