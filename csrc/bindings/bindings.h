@@ -4,3 +4,4 @@
 #include <pybind11/pybind11.h>
 
 void bind_checksum(pybind11::module_& m);
+void bind_patch(pybind11::module_& m);

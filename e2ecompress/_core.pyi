@@ -1,0 +1,80 @@
+"""Type stubs for the private compiled module; use the Python wrappers (e2ecompress.ops, ...) instead."""
+
+import numpy as np
+import numpy.typing as npt
+
+has_cuda: bool
+
+def crc32c(data: bytes | bytearray | memoryview | np.ndarray, value: int = 0) -> int: ...
+
+# --- patch kernels (csrc/bindings/bind_patch.cpp) ----------------------------------------------------------
+# Data arrays are C-contiguous bit patterns: int16 (float16/bfloat16), int32 (float32), int64 (float64);
+# nothing is converted or copied, other dtypes/layouts raise TypeError. Bad sizes or indices: ValueError.
+
+_Bits = npt.NDArray[np.int16] | npt.NDArray[np.int32] | npt.NDArray[np.int64]
+_Noise = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+_Ids = npt.NDArray[np.int64]
+
+def patchify(imgs: _Bits, p: int) -> _Bits: ...
+def unpatchify(x: _Bits, p: int, H: int, W: int) -> _Bits: ...
+def patchify_random_masking(
+    imgs: _Bits, p: int, noise: _Noise, len_keep: int
+) -> tuple[_Bits, npt.NDArray[np.float32], _Ids]: ...
+def random_masking_ids(noise: _Noise, len_keep: int) -> tuple[_Ids, npt.NDArray[np.float32], _Ids]: ...
+def gather_tokens(x: _Bits, ids_keep: _Ids) -> _Bits: ...
+def restore_tokens(x_vis: _Bits, ids_restore: _Ids, mask_token: _Bits) -> _Bits: ...
+def patch_occupancy(imgs: _Bits, p: int) -> tuple[npt.NDArray[np.bool_], _Ids]: ...
+
+# CUDA launchers, present only when has_cuda: device pointers and the stream are integers.
+def patchify_cuda(
+    imgs: int, out: int, itemsize: int, B: int, C: int, H: int, W: int, p: int, stream: int
+) -> None: ...
+def unpatchify_cuda(
+    x: int, out: int, itemsize: int, B: int, C: int, H: int, W: int, p: int, stream: int
+) -> None: ...
+def patchify_random_masking_cuda(
+    imgs: int,
+    itemsize: int,
+    B: int,
+    C: int,
+    H: int,
+    W: int,
+    p: int,
+    noise: int,
+    noise_itemsize: int,
+    len_keep: int,
+    out: int,
+    mask: int,
+    ids_restore: int,
+    ids_keep: int,
+    stream: int,
+) -> None: ...
+def random_masking_ids_cuda(
+    noise: int,
+    noise_itemsize: int,
+    B: int,
+    L: int,
+    len_keep: int,
+    ids_keep: int,
+    mask: int,
+    ids_restore: int,
+    stream: int,
+) -> None: ...
+def gather_tokens_cuda(
+    x: int, itemsize: int, B: int, L: int, D: int, ids_keep: int, K: int, out: int, stream: int
+) -> None: ...
+def restore_tokens_cuda(
+    x_vis: int,
+    itemsize: int,
+    B: int,
+    K: int,
+    D: int,
+    ids_restore: int,
+    L: int,
+    mask_token: int,
+    out: int,
+    stream: int,
+) -> None: ...
+def patch_occupancy_cuda(
+    imgs: int, itemsize: int, B: int, C: int, H: int, W: int, p: int, occ: int, counts: int, stream: int
+) -> None: ...
