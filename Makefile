@@ -23,7 +23,7 @@ demo: install
 	$(PY) -m e2ecompress demo
 
 test: install
-	$(PY) -m ruff check e2ecompress tests benchmarks tools
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-slow: install
