@@ -141,3 +141,16 @@ def test_cli_bad_arguments(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not out.exists()
+
+
+def test_pileup_adds_occupancy(tmp_path):
+    base = dict(layout="qg3", sets=("unlabelled",), jets_per_shard=4, shards=(1, 0, 0), seed=5)
+    occ = {}
+    for mu in (0.0, 20.0):
+        out = tmp_path / f"mu{mu:g}"
+        man = make_dataset(DatasetConfig(pileup_mu=mu, **base), out, workers=1, progress=False)
+        images, _, f = read_all(out / man["shards"][0]["path"])
+        assert f.metadata["settings"]["pileup_mu"] == mu
+        occ[mu] = (images[:, 0] > 0).sum(axis=(1, 2)).mean()
+    # ~20 minimum-bias interactions add soft ECAL deposits all over the window (PHYSICS: x3-4 occupancy)
+    assert occ[20.0] > 1.5 * occ[0.0], occ
