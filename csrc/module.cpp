@@ -7,6 +7,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "e2ecompress compiled kernels (private; use the Python wrappers)";
   bind_checksum(m);
   bind_patch(m);
+  bind_rans(m);
 #ifdef E2E_WITH_CUDA
   m.attr("has_cuda") = true;
 #else

@@ -66,8 +66,7 @@ def full_plan(**kw) -> StudyPlan:
         seeds=(0, 1, 2),
         eval_batch_size=128,
         recon_train_jets=2000,
-        threads=2,
-        **kw,
+        **{"threads": 2, **kw},
     )
 
 
@@ -90,8 +89,7 @@ def tiny_plan(**kw) -> StudyPlan:
         seeds=(0,),
         eval_batch_size=16,
         recon_train_jets=16,
-        threads=1,
-        **kw,
+        **{"threads": 1, **kw},
     )
 
 

@@ -5,3 +5,4 @@
 
 void bind_checksum(pybind11::module_& m);
 void bind_patch(pybind11::module_& m);
+void bind_rans(pybind11::module_& m);
