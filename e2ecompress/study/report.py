@@ -348,7 +348,7 @@ def _shipped(res: Mapping) -> str:
     head = ["name", "weights", "bytes (dir)", "model id", "test, as shipped", "test, float32"]
     return (
         f"\n## Shipped models\n\nIn `{s['dir']}`, {s['total_bytes']} bytes in all (limit "
-        f"{s['limit_bytes']} per model), each with its README (the commands that made it), train.log, "
+        f"{s['limit_bytes']} for all of them), each with its README (the commands that made it), train.log, "
         "metrics.jsonl and config.json. Test figures of the shipped copies, loaded from there.\n\n"
         + table(head, rows)
     )

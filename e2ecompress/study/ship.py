@@ -110,7 +110,14 @@ def ship_study(study, results: dict, ship_dir: Path | None = None) -> dict:
     counts, mae = results["data"]["counts"], results["models"]["mae"]
     checks = paths.workdir / "shipped"
     shutil.rmtree(checks, ignore_errors=True)  # the shipped copies are evaluated afresh every time
-    out: dict = {"dir": str(root)}
+    try:
+        shown = root.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = root
+    out: dict = {"dir": str(shown)}
+    # the limit is for all shipped models together: each gets an equal share
+    n_models = 2 if "finetune" in plan.methods else 1
+    share = plan.ship_limit_bytes // n_models
 
     def copy(step: str, src: Path, name: str, what: str, run_dir: Path) -> dict:
         return study.ledger.run(
@@ -120,7 +127,7 @@ def ship_study(study, results: dict, ship_dir: Path | None = None) -> dict:
                 root / name,
                 run_dir=run_dir,
                 readme=lambda i: _readme(name, what, i, cmds, results["command"]),
-                limit_bytes=plan.ship_limit_bytes,
+                limit_bytes=share,
             ),
             replace=True,
         )
@@ -164,6 +171,8 @@ def ship_study(study, results: dict, ship_dir: Path | None = None) -> dict:
         out["classifier"] = info
     out["total_bytes"] = sum(out[k]["bytes"] for k in ("mae", "classifier") if k in out)
     out["limit_bytes"] = plan.ship_limit_bytes
+    if out["total_bytes"] > plan.ship_limit_bytes:
+        raise E2EError(f"shipped models take {out['total_bytes']} bytes, over {plan.ship_limit_bytes}")
     if root == PRETRAINED_DIR:  # the point of shipping: loadable by name
         for k in ("mae", "classifier"):
             if k in out:
