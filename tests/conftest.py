@@ -37,3 +37,14 @@ def make_images(rng):
         return sparse_images(rng, n, channels, height, width, occupancy)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and OpenMP threads stall on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

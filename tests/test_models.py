@@ -37,13 +37,7 @@ SMALL = dict(embed_dim=32, depth=1, num_heads=2)
 SMALL_DEC = dict(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and OpenMP threads stall on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_mae(in_chans: int = QG, patch: int = 8, **kw) -> MaskedAutoencoderViT:
