@@ -8,6 +8,7 @@ PYBIND11_MODULE(_core, m) {
   bind_checksum(m);
   bind_patch(m);
   bind_rans(m);
+  bind_runs(m);
 #ifdef E2E_WITH_CUDA
   m.attr("has_cuda") = true;
 #else

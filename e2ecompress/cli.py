@@ -1,4 +1,4 @@
-"""Command line: `e2ecompress make-dataset | info | check | demo`.
+"""Command line: `e2ecompress make-dataset | info | check | pack | unpack | inspect | show | demo`.
 
 User errors (bad input files, bad arguments) print one line naming the file and the problem and exit with
 code 2, without a traceback and without leaving partial output behind.
@@ -89,7 +89,7 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    """Generate a small labelled sample, read it back and summarize it (the codec joins here later)."""
+    """Generate a small labelled sample, summarize it, pack it (lossy, error-bounded, lossless) and unpack."""
     import numpy as np
 
     from e2ecompress import physics
@@ -125,7 +125,31 @@ def _cmd_demo(args) -> int:
         print(f"  {name:7s} non-zero pixels/jet {nz:7.1f}  sum/jet {total:7.1f} GeV")
     for k in ("n_tracks", "girth", "mass"):
         print(f"  {k:9s} quark {feats[k][y == 1].mean():8.4f}  gluon {feats[k][y == 0].mean():8.4f}")
+    _demo_codec(path, images)
     return 0
+
+
+def _demo_codec(path: str, images) -> None:
+    import numpy as np
+
+    from e2ecompress import api, physics
+
+    stem = os.path.splitext(path)[0]
+    true = physics.jet_kinematics(images, ("ECAL", "HCAL", "Tracks"))
+    for label, opts in (
+        ("lossy", {"quality": api.DEFAULT_QUALITY}),
+        ("bounded", {"max_error": 0.01}),
+        ("lossless", {"lossless": True}),
+    ):
+        packed = f"{stem}.{label}.e2ez"
+        print("  " + api.pack(path, packed, **opts).line("packed"))
+        restored = f"{stem}.{label}.restored.parquet"
+        print("  " + api.unpack(packed, restored).line("unpacked"))
+        with api.open_e2ez(packed) as r:
+            dec = r.read().images
+        reco = physics.jet_kinematics(dec, ("ECAL", "HCAL", "Tracks"))
+        res = {k: float(np.std(reco[k] / true[k] - 1)) for k in ("pt", "mass")}
+        print(f"    jet pT resolution {100 * res['pt']:.2f}%, jet mass resolution {100 * res['mass']:.2f}%")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--channels", help="channel names, comma-separated, for files that do not record them")
     c.set_defaults(func=_cmd_check)
 
-    d = sub.add_parser("demo", help="generate a small sample and summarize it")
+    from e2ecompress.cli_codec import add_commands
+
+    add_commands(sub)
+
+    d = sub.add_parser("demo", help="generate a small sample, pack it, unpack it and summarize")
     d.add_argument("--out", default="data/demo")
     d.add_argument("--jets", type=int, default=200)
     d.add_argument("--quiet", action="store_true")

@@ -1,0 +1,170 @@
+"""Codec commands of the CLI: pack, unpack, inspect, show (see `e2ecompress.api`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from e2ecompress.errors import InputError
+
+
+def _eps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _cmd_pack(args) -> int:
+    from e2ecompress import api
+
+    if not os.path.exists(args.input):
+        raise InputError(args.input, "no such file")
+    summary = api.pack(
+        args.input,
+        args.output,
+        model=args.model,
+        quality=args.quality,
+        max_error=args.max_error,
+        lossless=args.lossless,
+        predictor=args.predictor,
+        keep_fraction=args.keep_fraction,
+        chunk_size=args.chunk_size,
+        embed_model=args.embed_model,
+        channels=args.channels.split(",") if args.channels else None,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    print(summary.line("packed"))
+    return 0
+
+
+def _cmd_unpack(args) -> int:
+    from e2ecompress import api
+
+    summary = api.unpack(
+        args.input, args.output, model=args.model, progress=not args.quiet and sys.stderr.isatty()
+    )
+    print(summary.line("unpacked"))
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from e2ecompress import api
+
+    info = api.inspect(args.input)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    h = info["header"]
+    codec = h.get("codec", {})
+    model = h.get("model") or {}
+    print(f"{info['path']}: {info['n_jets']} jets in {info['n_chunks']} chunks, {info['bytes']} bytes")
+    print(f"  {info['bytes_per_jet']:.1f} bytes/jet, {info['ratio_vs_raw']:.0f}x smaller than raw float32")
+    print(f"  layout {h.get('layout')}, channels {', '.join(h.get('channels', []))}, shape {h.get('shape')}")
+    setting = {"lossy": f"quality {codec.get('quality')}", "bounded": f"max error {codec.get('max_error')}"}
+    print(f"  mode {codec.get('mode')} {setting.get(codec.get('mode'), '')}".rstrip())
+    if model:
+        print(f"  model {model.get('name')} id {model.get('id', '')[:16]} embedded={model.get('embedded')}")
+    footer = info.get("footer") or {}
+    if "max_abs_error" in footer:
+        print(f"  max |error| measured at pack: {footer['max_abs_error']:.4g} GeV")
+    src = h.get("source", {})
+    print(f"  from {src.get('name')} ({src.get('format')}, {src.get('bytes')} bytes), {h.get('created_by')}")
+    return 0
+
+
+def _cmd_show(args) -> int:
+    from e2ecompress import api
+    from e2ecompress.viz import plot_event
+
+    with api.open_e2ez(args.input, args.model) as r:
+        if not 0 <= args.event < r.n_jets:
+            raise InputError(args.input, f"event {args.event} out of range (0..{r.n_jets - 1})")
+        decoded = r.read(args.event, args.event + 1).images[0]
+        original = None
+        src = args.original
+        if src is None:
+            guess = os.path.join(os.path.dirname(os.path.abspath(args.input)), r.header["source"]["name"])
+            src = guess if os.path.exists(guess) else None
+        if src is not None:
+            from e2ecompress.io import open_jets
+
+            with open_jets(src) as f:
+                if f.n_jets != r.n_jets or f.image_shape != r.shape:
+                    raise InputError(src, "does not match the packed file (jet count or image shape)")
+                original = f.read(args.event, args.event + 1).images[0]
+        plot_event(
+            decoded,
+            original,
+            r.channels,
+            args.out,
+            title=f"{os.path.basename(args.input)} event {args.event}",
+        )
+    print(
+        f"{args.out}: event {args.event}"
+        + (" (original vs decoded)" if original is not None else " (decoded)")
+    )
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("pack", help="compress a parquet / HDF5 jet file into .e2ez")
+    p.add_argument("input")
+    p.add_argument("output", help="OUT.e2ez")
+    p.add_argument("--model", help="latent model name or checkpoint directory (default: latent_qg3_default)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quality", type=int, help="lossy latent codec quality level (default 2)")
+    mode.add_argument("--max-error", type=_eps, metavar="EPS", help="every pixel within EPS GeV")
+    mode.add_argument("--lossless", action="store_true", help="exact float32 values")
+    p.add_argument(
+        "--predictor",
+        choices=("none", "model"),
+        default="none",
+        help="with --max-error: code residuals against the latent model's prediction",
+    )
+    p.add_argument(
+        "--keep-fraction",
+        type=float,
+        default=1.0,
+        help="lossy: share of occupied patches whose latents are stored (decoder inpaints the rest)",
+    )
+    p.add_argument("--chunk-size", type=_positive, default=512, metavar="N", help="jets per chunk")
+    p.add_argument("--embed-model", action="store_true", help="store the model in the file")
+    p.add_argument("--channels", help="channel names for files that do not record them")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_pack)
+
+    u = sub.add_parser("unpack", help="decode an .e2ez file to parquet or HDF5 (by suffix)")
+    u.add_argument("input")
+    u.add_argument("output", help="OUT.parquet or OUT.h5")
+    u.add_argument("--model", help="model to decode with (default: embedded, else the one recorded)")
+    u.add_argument("--quiet", action="store_true")
+    u.set_defaults(func=_cmd_unpack)
+
+    i = sub.add_parser("inspect", help="describe an .e2ez file without decoding it")
+    i.add_argument("input")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_cmd_inspect)
+
+    s = sub.add_parser("show", help="plot one event of an .e2ez file (decoded, and the original if found)")
+    s.add_argument("input")
+    s.add_argument("--event", type=int, default=0)
+    s.add_argument("-o", "--out", default="event.png")
+    s.add_argument("--original", help="the packed input file (default: looked up beside the .e2ez)")
+    s.add_argument("--model")
+    s.set_defaults(func=_cmd_show)
