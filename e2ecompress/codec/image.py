@@ -11,7 +11,7 @@ Modes (`CodecConfig.mode`):
 - "lossless": occupancy plus the exact float32 values (bit patterns under the same predictors).
 
 Streams of a chunk (all optional-empty): "planes" (per jet and channel, FULL or the block offset),
-"c{i}.{kind}.{n,gh,gl,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid), "latent".
+"c{i}.{kind}.{n,g,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid), "latent".
 """
 
 from __future__ import annotations
@@ -182,13 +182,7 @@ class ImageCodec:
                 pid, idx = sparse.occupied_cells(planes)
                 cells = sparse.CellSet(pid, idx, geom[1])
                 prefix = f"c{c}.{kind}."
-                streams.update(
-                    zip(
-                        [prefix + "n", prefix + "gh", prefix + "gl"],
-                        sparse.encode_occupancy(pid, idx, len(planes)),
-                        strict=False,
-                    )
-                )
+                streams[prefix + "n"], streams[prefix + "g"] = sparse.encode_occupancy(pid, idx, len(planes))
                 base = self._base(pred, c, kind, sel, codes, cells)
                 if self.config.mode == "lossy":
                     rec = base.astype(np.float32)
@@ -212,7 +206,7 @@ class ImageCodec:
         for c in range(C):
             for kind, sel, geom in self._kinds(c, codes):
                 prefix = f"c{c}.{kind}."
-                names = [prefix + "n", prefix + "gh", prefix + "gl"]
+                names = [prefix + "n", prefix + "g"]
                 pid, idx = sparse.decode_occupancy(
                     [self._get(streams, s) for s in names], int(sel.sum()), geom[0] * geom[1]
                 )
