@@ -138,7 +138,7 @@ class ImageCodec:
     def _planes(
         self, images: np.ndarray, c: int, kind: str, sel: np.ndarray, codes: np.ndarray
     ) -> np.ndarray:
-        planes = images[sel, c]
+        planes = images[:, c] if sel.all() else images[sel, c]
         return sparse.to_blocks(planes, codes[sel, c], self.blocks[c]) if kind == "blk" else planes
 
     def _scatter(self, out: np.ndarray, values, cells, c, kind, sel, codes) -> None:
@@ -161,8 +161,9 @@ class ImageCodec:
             planes = sparse.to_blocks(sparse.block_mean(planes, codes[sel, c], k), codes[sel, c], k)
         return planes.reshape(len(planes), planes.shape[1] * planes.shape[2])[cells.plane, cells.index]
 
-    def encode(self, images: np.ndarray) -> tuple[dict[str, bytes], np.ndarray]:
-        """images [B, C, H, W] float32 -> (streams, the images the decoder will produce)."""
+    def encode(self, images: np.ndarray, decoded: bool = True) -> tuple[dict[str, bytes], np.ndarray | None]:
+        """images [B, C, H, W] float32 -> (streams, the images the decoder will produce, or None when
+        decoded=False, which saves building them)."""
         images = np.ascontiguousarray(images, np.float32)
         codes = self._split(images)
         streams: dict[str, bytes] = {"planes": encode_ints(codes.ravel())}
@@ -175,7 +176,7 @@ class ImageCodec:
             sym = self.latent.encode(images, self.level, keep)
             streams["latent"] = self.latent.entropy_encode(sym, self.level)
             pred = self.latent.decode(sym.cls, sym.tokens, sym.occ, sym.keep, self.level)
-        out = np.zeros_like(images)
+        out = np.zeros_like(images) if decoded else None
         for c in range(len(self.channels)):
             for kind, sel, geom in self._kinds(c, codes):
                 planes = self._planes(images, c, kind, sel, codes)
@@ -189,7 +190,8 @@ class ImageCodec:
                 else:
                     x = planes.reshape(len(planes), geom[0] * geom[1])[pid, idx]
                     streams[prefix + "v"], rec = sparse.encode_values(cells, x, base, self._coding)
-                self._scatter(out, rec, cells, c, kind, sel, codes)
+                if out is not None:
+                    self._scatter(out, rec, cells, c, kind, sel, codes)
         return streams, out
 
     def decode(self, streams: Mapping[str, bytes], n_jets: int) -> np.ndarray:
