@@ -6,17 +6,20 @@ Modes (`CodecConfig.mode`):
   (`latent.LatentCodec`: encoder -> bottleneck -> quantized symbols -> rANS; decoder -> prediction), at a
   quality level; `keep_fraction` < 1 codes only that share of the occupied patches and lets the decoder
   inpaint the rest.
-- "bounded": occupancy exact plus values quantized with step 2 * max_error * (1 - 2**-7) under a
-  neighbour predictor, optionally on top of the latent prediction (`predictor="model"`): |x - x'| <= EPS.
-- "lossless": occupancy plus the exact float32 values (bit patterns under the same predictors).
+- "bounded": occupancy exact plus values quantized under a neighbour predictor, optionally on top of the
+  latent prediction (`predictor="model"`): |x - x'| <= EPS for every pixel. The step of a chunk is
+  2 EPS (1 - 2**-8) - 2 ulp(max|x| + EPS) (stored in its "step" stream), so the float32 output stays within
+  EPS. Zeros stay zeros; a non-zero pixel smaller than about EPS may decode to 0 (within the bound).
+- "lossless": occupancy (of the bit patterns: -0.0 is kept) plus the exact float32 values.
 
 Streams of a chunk (all optional-empty): "planes" (per jet and channel, FULL or the block offset),
-"c{i}.{kind}.{n,g,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid), "latent".
+"c{i}.{kind}.{n,g,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid), "latent", "step".
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -25,11 +28,11 @@ import numpy as np
 
 from e2ecompress.codec import sparse
 from e2ecompress.codec.intcode import decode_ints, encode_ints
-from e2ecompress.errors import DecodeError, InputError
+from e2ecompress.errors import DecodeError, E2EError, InputError
 
 MODES = ("lossy", "bounded", "lossless")
 PREDICTORS = ("none", "model")
-STEP_MARGIN = 2.0**-7  # the step is 2 * EPS * (1 - margin): room for float32 rounding of the output
+STEP_MARGIN = 2.0**-8  # relative room under the bound for the prediction's float rounding (model predictor)
 DEFAULT_BLOCKS = {"HCAL": 5}
 
 
@@ -62,9 +65,12 @@ class CodecConfig:
     def uses_model(self) -> bool:
         return self.mode == "lossy" or (self.mode == "bounded" and self.predictor == "model")
 
-    @property
-    def step(self) -> float:
-        return 2.0 * float(self.max_error) * (1.0 - STEP_MARGIN)
+    def step_for(self, max_abs: float) -> float:
+        """The quantization step of a chunk whose largest |value| is max_abs: 2 EPS (1 - margin) less the
+        float32 spacing there, so that after rounding the output to float32 every pixel is within EPS."""
+        eps = float(self.max_error)
+        ulp = float(np.spacing(np.float32(max_abs + eps)))
+        return 2.0 * eps * (1.0 - STEP_MARGIN) - 2.0 * ulp
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -107,8 +113,6 @@ class ImageCodec:
             raise ValueError(f"quality must be one of {sorted(latent.levels)}, got {config.quality}")
         self.latent = latent if config.uses_model else None
         self.blocks = sparse.channel_blocks(self.channels, config.blocks)
-        step = config.step if config.mode == "bounded" else 0.0
-        self._coding = sparse.ValueCoding(config.mode, step)
 
     @property
     def level(self) -> int:
@@ -143,7 +147,7 @@ class ImageCodec:
 
     def _scatter(self, out: np.ndarray, values, cells, c, kind, sel, codes) -> None:
         """Write values at the cells of one plane kind into channel c of out [B, C, H, W]."""
-        flat = out.reshape(out.shape[0], out.shape[1], -1)
+        flat = out.reshape(out.shape[0], out.shape[1], out.shape[2] * out.shape[3])
         jets = np.flatnonzero(sel)
         if kind == "px":
             flat[jets[cells.plane], c, cells.index] = values
@@ -165,8 +169,20 @@ class ImageCodec:
         """images [B, C, H, W] float32 -> (streams, the images the decoder will produce, or None when
         decoded=False, which saves building them)."""
         images = np.ascontiguousarray(images, np.float32)
-        codes = self._split(images)
+        key = images.view(np.int32) if self.config.mode == "lossless" else images  # lossless: -0.0 is kept
+        codes = self._split(key)
         streams: dict[str, bytes] = {"planes": encode_ints(codes.ravel())}
+        coding = sparse.ValueCoding(self.config.mode)
+        if self.config.mode == "bounded":
+            max_abs = float(np.max(np.abs(images))) if images.size else 0.0
+            step = self.config.step_for(max_abs)
+            if not step > 0.5 * float(self.config.max_error):
+                raise E2EError(
+                    f"max error {self.config.max_error} is too small for float32 values up to {max_abs:.4g}; "
+                    "use a larger one or lossless mode"
+                )
+            coding = sparse.ValueCoding("bounded", step)
+            streams["step"] = struct.pack("<d", step)
         pred = None
         if self.latent is not None:
             keep = None
@@ -180,7 +196,8 @@ class ImageCodec:
         for c in range(len(self.channels)):
             for kind, sel, geom in self._kinds(c, codes):
                 planes = self._planes(images, c, kind, sel, codes)
-                pid, idx = sparse.occupied_cells(planes)
+                occupied = planes if key is images else self._planes(key, c, kind, sel, codes)
+                pid, idx = sparse.occupied_cells(occupied)
                 cells = sparse.CellSet(pid, idx, geom[1])
                 prefix = f"c{c}.{kind}."
                 streams[prefix + "n"], streams[prefix + "g"] = sparse.encode_occupancy(pid, idx, len(planes))
@@ -189,7 +206,7 @@ class ImageCodec:
                     rec = base.astype(np.float32)
                 else:
                     x = planes.reshape(len(planes), geom[0] * geom[1])[pid, idx]
-                    streams[prefix + "v"], rec = sparse.encode_values(cells, x, base, self._coding)
+                    streams[prefix + "v"], rec = sparse.encode_values(cells, x, base, coding)
                 if out is not None:
                     self._scatter(out, rec, cells, c, kind, sel, codes)
         return streams, out
@@ -199,6 +216,13 @@ class ImageCodec:
         C = len(self.channels)
         H, W = self.image_size
         codes = decode_ints(self._get(streams, "planes"), n_jets * C).reshape(n_jets, C)
+        coding = sparse.ValueCoding(self.config.mode)
+        if self.config.mode == "bounded":
+            raw = self._get(streams, "step")
+            step = struct.unpack("<d", raw)[0] if len(raw) == 8 else math.nan
+            if not 0.0 < step <= 2.0 * float(self.config.max_error):
+                raise DecodeError("step: missing or outside (0, 2 max_error]")
+            coding = sparse.ValueCoding("bounded", step)
         for c, k in enumerate(self.blocks):
             bad = (codes[:, c] != sparse.FULL) & ((codes[:, c] < 0) | (codes[:, c] >= k * k))
             if bad.any():
@@ -232,7 +256,7 @@ class ImageCodec:
             if self.config.mode == "lossy":
                 rec = base.astype(np.float32)
             else:
-                rec = sparse.decode_values(self._get(streams, f"c{c}.{kind}.v"), cells, base, self._coding)
+                rec = sparse.decode_values(self._get(streams, f"c{c}.{kind}.v"), cells, base, coding)
             self._scatter(out, rec, cells, c, kind, sel, codes)
         return out
 

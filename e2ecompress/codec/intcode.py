@@ -108,8 +108,8 @@ def encode_ints(values: np.ndarray, signed: bool = False) -> bytes:
     if signed:
         u = _zigzag(v.astype(np.int64))
     else:
-        if v.min() < 0:
-            raise ValueError("unsigned stream with negative values")
+        if v.min() < 0 or (v.dtype.kind == "u" and v.max() > np.iinfo(np.int64).max):
+            raise ValueError("unsigned stream values must be non-negative and below 2**63")
         u = v.astype(np.uint64)
     tokens, nbits, extra = tokenize(u)
     n_tokens = int(tokens.max()) + 1

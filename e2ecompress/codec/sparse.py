@@ -74,10 +74,9 @@ def find_block_offsets(planes: np.ndarray, k: int) -> np.ndarray:
 
 
 def to_blocks(planes: np.ndarray, offsets: np.ndarray, k: int) -> np.ndarray:
-    """Block-constant planes [N, H, W] with their offsets -> block grids [N, G, G] (padding cells zero)."""
+    """Block-constant planes [N, H, W] with their offsets -> block grids [N, Gh, Gw] (padding cells zero)."""
     n, h, w = planes.shape
-    g = block_grid_size(h, k)
-    out = np.zeros((n, g, g), planes.dtype)
+    out = np.zeros((n, block_grid_size(h, k), block_grid_size(w, k)), planes.dtype)
     for code in np.unique(offsets):
         sel = offsets == code
         _, ry, _gy = _block_layout(h, k, int(code) // k)
@@ -109,12 +108,12 @@ def block_mean(planes: np.ndarray, offsets: np.ndarray, k: int) -> np.ndarray:
     out = np.empty_like(planes)
     for code in np.unique(offsets):
         sel = offsets == code
-        by, _, g = _block_layout(h, k, int(code) // k)
-        bx, _, _ = _block_layout(w, k, int(code) % k)
+        by, _, gy = _block_layout(h, k, int(code) // k)
+        bx, _, gx = _block_layout(w, k, int(code) % k)
         sub = planes[sel]
-        sums = np.zeros((len(sub), g, g), np.float64)
+        sums = np.zeros((len(sub), gy, gx), np.float64)
         np.add.at(sums, (slice(None), by[:, None], bx[None, :]), sub)
-        cnt = np.zeros((g, g))
+        cnt = np.zeros((gy, gx))
         np.add.at(cnt, (by[:, None], bx[None, :]), 1.0)
         out[sel] = (sums / np.maximum(cnt, 1))[:, by[:, None], bx[None, :]]
     return out
