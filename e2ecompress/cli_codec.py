@@ -31,33 +31,41 @@ def _positive(text: str) -> int:
 
 
 def _cmd_pack(args) -> int:
-    from e2ecompress import api
+    from e2ecompress import api, distributed
 
-    if not os.path.exists(args.input):
-        raise InputError(args.input, "no such file")
-    summary = api.pack(
-        args.input,
-        args.output,
-        model=args.model,
-        quality=args.quality,
-        max_error=args.max_error,
-        lossless=args.lossless,
-        predictor=args.predictor,
-        keep_fraction=args.keep_fraction,
-        chunk_size=args.chunk_size,
-        embed_model=args.embed_model,
-        channels=args.channels.split(",") if args.channels else None,
-        progress=not args.quiet and sys.stderr.isatty(),
-    )
+    opts = {
+        "model": args.model,
+        "quality": args.quality,
+        "max_error": args.max_error,
+        "lossless": args.lossless,
+        "predictor": args.predictor,
+        "keep_fraction": args.keep_fraction,
+        "chunk_size": args.chunk_size,
+        "embed_model": args.embed_model,
+        "channels": args.channels.split(",") if args.channels else None,
+    }
+    if distributed.is_many(args.input, args.output):
+        run = {"workers": args.workers, "scheduler": args.scheduler, "quiet": args.quiet}
+        return distributed.cli_many("pack", args.input, args.output, **run, **opts)
+    (src,) = args.input
+    if not os.path.exists(src):
+        raise InputError(src, "no such file")
+    summary = api.pack(src, args.output, **opts, progress=not args.quiet and sys.stderr.isatty())
     print(summary.line("packed"))
     return 0
 
 
 def _cmd_unpack(args) -> int:
-    from e2ecompress import api
+    from e2ecompress import api, distributed
 
+    if distributed.is_many(args.input, args.output):
+        run = {"workers": args.workers, "scheduler": args.scheduler, "quiet": args.quiet}
+        return distributed.cli_many(
+            "unpack", args.input, args.output, fmt=args.format, model=args.model, **run
+        )
+    fmt = {"h5": "hdf5"}.get(args.format, args.format)
     summary = api.unpack(
-        args.input, args.output, model=args.model, progress=not args.quiet and sys.stderr.isatty()
+        args.input[0], args.output, model=args.model, fmt=fmt, progress=not args.quiet and sys.stderr.isatty()
     )
     print(summary.line("unpacked"))
     return 0
@@ -123,9 +131,11 @@ def _cmd_show(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("pack", help="compress a parquet / HDF5 jet file into .e2ez")
-    p.add_argument("input")
-    p.add_argument("output", help="OUT.e2ez")
+    p = sub.add_parser("pack", help="compress a parquet / HDF5 jet file (or many shards) into .e2ez")
+    p.add_argument("input", nargs="+", help="a file, or many: files, a quoted glob pattern, a directory")
+    p.add_argument(
+        "output", help="OUT.e2ez, or OUT_DIR/ for many shards (OUT_DIR/<stem>.e2ez, manifest.json)"
+    )
     p.add_argument("--model", help="latent model name or checkpoint directory (default: latent_qg3_default)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quality", type=int, help="lossy latent codec quality level (default 2)")
@@ -147,13 +157,26 @@ def add_commands(sub) -> None:
     p.add_argument("--embed-model", action="store_true", help="store the model in the file")
     p.add_argument("--channels", help="channel names for files that do not record them")
     p.add_argument("--quiet", action="store_true")
+    run = p.add_mutually_exclusive_group()
+    run.add_argument(
+        "--workers", type=_positive, default=1, metavar="N", help="many shards: N local processes"
+    )
+    run.add_argument("--scheduler", metavar="ADDRESS", help="many shards: a Dask scheduler, tcp://HOST:8786")
     p.set_defaults(func=_cmd_pack)
 
-    u = sub.add_parser("unpack", help="decode an .e2ez file to parquet or HDF5 (by suffix)")
-    u.add_argument("input")
-    u.add_argument("output", help="OUT.parquet or OUT.h5")
+    u = sub.add_parser("unpack", help="decode an .e2ez file (or many) to parquet or HDF5 (by suffix)")
+    u.add_argument(
+        "input", nargs="+", help="an .e2ez file, or many: files, a quoted glob pattern, a directory"
+    )
+    u.add_argument("output", help="OUT.parquet or OUT.h5, or OUT_DIR/ for many (OUT_DIR/<stem>.parquet)")
     u.add_argument("--model", help="model to decode with (default: embedded, else the one recorded)")
+    u.add_argument("--format", choices=("parquet", "h5"), help="output format (default: by suffix; parquet)")
     u.add_argument("--quiet", action="store_true")
+    run = u.add_mutually_exclusive_group()
+    run.add_argument(
+        "--workers", type=_positive, default=1, metavar="N", help="many shards: N local processes"
+    )
+    run.add_argument("--scheduler", metavar="ADDRESS", help="many shards: a Dask scheduler, tcp://HOST:8786")
     u.set_defaults(func=_cmd_unpack)
 
     i = sub.add_parser("inspect", help="describe an .e2ez file without decoding it")
