@@ -29,8 +29,9 @@ test: install
 test-slow: install
 	$(PY) -m pytest -m slow
 
-bench: install
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/bench_kernels.py
+bench: install  # kernels, rANS, then bytes/jet vs physics fidelity -> results/compression.md (about 25 min)
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,bench]"
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf build $(VENV) .pytest_cache .ruff_cache

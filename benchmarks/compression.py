@@ -90,6 +90,8 @@ def versions() -> dict[str, str]:
 def scenario_specs(args: argparse.Namespace) -> list[tuple[str, str, list[Path], list[str]]]:
     """(key, title, shard paths in reading order, notes) of each scenario."""
     study = ROOT / "data" / "study" / "labelled"
+    if not any((study / "test").glob("shard-*.parquet")):  # a fresh clone: the generated held-out set
+        study = Path(args.nopu_data) / "labelled"
     test = sorted((study / "test").glob("shard-*.parquet"))
     val = sorted((study / "val").glob("shard-*.parquet"))
     held = 0
@@ -117,6 +119,24 @@ def scenario_specs(args: argparse.Namespace) -> list[tuple[str, str, list[Path],
         ("nopu", "No pileup (labelled test jets)", paths, notes),
         ("pu20", "Pileup μ = 20", sorted(pu.glob("shard-*.parquet")), pu_notes),
     ]
+
+
+def make_missing_data(args: argparse.Namespace) -> None:
+    """Generate the held-out sets that are not there (2 x 1000 labelled jets each, about 1-2 min each)."""
+    from e2ecompress.data.dataset import DatasetConfig, make_dataset
+
+    study = ROOT / "data" / "study" / "labelled" / "test"
+    wanted = [(Path(args.pu_data), 20.0, 7)]
+    if not any(study.glob("shard-*.parquet")):
+        wanted.append((Path(args.nopu_data), 0.0, 8))
+    for out, mu, seed in wanted:
+        if any((out / "labelled" / "test").glob("shard-*.parquet")):
+            continue
+        print(f"generating {out} (pileup {mu:g}, seed {seed})", flush=True)
+        cfg = DatasetConfig(
+            layout="qg3", sets=("labelled",), jets_per_shard=1000, shards=(0, 0, 2), seed=seed, pileup_mu=mu
+        )
+        make_dataset(cfg, out, workers=args.threads, progress=False)
 
 
 def _rows(path: Path) -> int:
@@ -193,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eps", type=float, nargs="+", default=None, help="absolute error bounds (GeV)")
     parser.add_argument("--threads", type=int, default=2, help="threads for every threaded library")
     parser.add_argument("--pu-data", default=str(ROOT / "data" / "bench_pu20"), help="the pileup dataset")
+    parser.add_argument(
+        "--nopu-data",
+        default=str(ROOT / "data" / "bench_nopu"),
+        help="no-pileup held-out set used when data/study/labelled/test is absent",
+    )
+    parser.add_argument("--no-make-data", action="store_true", help="skip scenarios whose data is missing")
     parser.add_argument("--json", default=None, help="also write every number to this JSON file")
     parser.add_argument("--report-only", metavar="JSON", help="rewrite the report from a --json file, no run")
     args = parser.parse_args(argv)
@@ -205,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     eps = tuple(args.eps or (QUICK_EPS if args.quick else EPS))
     reps = 1 if args.quick else 3  # timing repeats per chunk
 
+    if not args.no_make_data:
+        make_missing_data(args)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     load_start = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     threads = set_threads(args.threads)
