@@ -244,12 +244,108 @@ def write_markdown(results: dict[str, Any], path: str, plots: list[str]) -> None
         lines += [f"## {sc['title']}", "", sc["reason"], ""]
     lines += ["## Rate–distortion plots", ""]
     lines += [f"![{p}]({p})" for p in plots]
-    lines += [
-        "",
-        "## How to read this",
-        "",
-        "_To be written by the lead._",
-        "",
-    ]
+    lines += ["", *how_to_read(results)]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
+
+
+def _best(rows: list[dict[str, Any]], family: str, eps: float | None) -> dict[str, Any] | None:
+    """The smallest row of a family at a given ε (None: lossless / unbounded rows)."""
+
+    def eps_of(r: dict[str, Any]) -> float | None:
+        return r["params"].get("eps", r["params"].get("max_error"))
+
+    found = [r for r in rows if r["family"] == family and (eps is None or eps_of(r) == eps)]
+    return min(found, key=lambda r: r["bytes_per_jet"]) if found else None
+
+
+def target_checks(sc: dict[str, Any]) -> list[str]:
+    """The issue's targets, checked on this scenario's measured rows (met / missed with the figures)."""
+    rows = sc["rows"]
+    out = []
+    eps_values = sorted({r["params"]["eps"] for r in rows if r["family"] == "sparse-q"})
+    for eps in eps_values:
+        e2e, base = _best(rows, "e2ecompress bounded", eps), _best(rows, "sparse-q", eps)
+        if e2e and base:
+            ok = e2e["bytes_per_jet"] < base["bytes_per_jet"] and e2e["zero_to_nonzero"] == 0
+            out.append(
+                f"- error-bounded ε = {eps:g}: {e2e['bytes_per_jet']:.0f} vs sparse-q "
+                f"{base['bytes_per_jet']:.0f} bytes/jet "
+                f"({e2e['bytes_per_jet'] / base['bytes_per_jet']:.2f}×), false non-zeros "
+                f"{e2e['zero_to_nonzero']:.2g}% — {'met' if ok else 'MISSED'}"
+            )
+    lossy = [r for r in rows if r["family"] == "e2ecompress lossy"]
+    for r in sorted(lossy, key=lambda r: r["bytes_per_jet"]):
+        meets = r["bytes_per_jet"] <= 100 and r["pt_res"] <= 0.01 and r["mass_res"] <= 0.02
+        out.append(
+            f"- lossy {r['name']}: {r['bytes_per_jet']:.0f} bytes/jet, pT res {100 * r['pt_res']:.2f}%, "
+            f"mass res {100 * r['mass_res']:.2f}%, ΔAUC {r['auc_drop']:+.4f} — target ≤ 100 bytes/jet at "
+            f"≤ 1% pT and ≤ 2% mass {'met' if meets else 'MISSED'}"
+        )
+    for eps in eps_values:
+        e2e, sz3 = _best(rows, "e2ecompress bounded", eps), _best(rows, "SZ3", eps)
+        if e2e and sz3:
+            ok = e2e["encode_jets_per_s"] >= sz3["encode_jets_per_s"]
+            out.append(
+                f"- encode speed ε = {eps:g}: {e2e['encode_jets_per_s']:,.0f} vs SZ3 "
+                f"{sz3['encode_jets_per_s']:,.0f} jets/s — {'met' if ok else 'MISSED'}"
+            )
+    for r in [r for r in rows if r["family"].startswith("e2ecompress") and not r["lossless"]]:
+        ok = abs(r["auc_drop"]) <= 0.005
+        out.append(
+            f"- ΔAUC {r['name']}: {r['auc_drop']:+.4f} ± {r['auc_drop_err']:.4f} — within 0.005 "
+            f"{'met' if ok else 'MISSED'}"
+        )
+    # lossy target of 1/3 of the sparse baseline at equal mass resolution: compare each e2ecompress point
+    # with the sparse-q point whose mass resolution is at least as good
+    base_rows = [r for r in rows if r["family"] == "sparse-q"]
+    for r in [r for r in rows if r["family"].startswith("e2ecompress") and not r["lossless"]]:
+        better = [b for b in base_rows if b["mass_res"] <= r["mass_res"]]
+        if better:
+            b = min(better, key=lambda b: b["bytes_per_jet"])
+            ratio = r["bytes_per_jet"] / b["bytes_per_jet"]
+            out.append(
+                f"- {r['name']} vs the smallest sparse-q with mass res ≤ {100 * r['mass_res']:.2f}% "
+                f"({b['bytes_per_jet']:.0f} bytes/jet): {ratio:.2f}× — target ≤ 0.33× "
+                f"{'met' if ratio <= 1 / 3 else 'MISSED'}"
+            )
+    return out
+
+
+def how_to_read(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "## How to read this",
+        "",
+        "Each row is one codec at one setting on the same jets; bytes/jet count everything a chunk needs to "
+        "be decoded alone (for e2ecompress: the frame of `E2ECodec`, i.e. what an .e2ez chunk holds for the "
+        "images, without the other columns). Resolutions compare decoded with original images, so 0 means "
+        "identical; ΔAUC > 0 means the classifier separates quarks from gluons worse on decoded jets.",
+        "",
+        "Which operating point for which use:",
+        "",
+        "- Archival, re-reconstruction, anything that may need every bit: `--lossless` (exact float32, "
+        "-0.0 included). It is the smallest lossless coding here.",
+        "- Analysis-level images (jet pT / mass, substructure, classifiers): `--max-error 0.005`–`0.01`. "
+        "Every pixel is within ε, zeros stay exact zeros, jet pT / mass resolution stays below ~0.35% / "
+        "0.7%, and the classifier cannot tell decoded from original jets (ΔAUC within its bootstrap error).",
+        "- Coarse studies (occupancy, geometry, quick looks): `--max-error 0.05`–`0.1`; note the quantizer's "
+        "energy bias at these ε (small HCAL crystals and ECAL hits just above threshold are rounded).",
+        "- The lossy latent levels (`--quality`) and the visible-only point are research operating points: "
+        "see below.",
+        "",
+        "Where the learned codec loses: the latent codec (MAE encoder → 8-d bottleneck per occupied patch → "
+        "rANS) costs only a few to ~20 bytes/jet, but its decoder reproduces pixel values with ~20% jet "
+        "pT / mass resolution, and the exact occupancy it needs costs ~110 bytes/jet on its own (about a "
+        "quarter of the ECAL hits are isolated noise at random places). Using the latent prediction as the "
+        "predictor of the error-bounded coder (`--predictor model`) adds the latent bytes without shrinking "
+        "the residuals measurably. The gains of e2ecompress over the sparse baseline come from its classical "
+        "parts: exact HCAL tower planes (5×5 blocks coded once), gap-coded occupancy and run-predicted "
+        "residuals with adaptive rANS. SZ3 and ZFP are built for smooth fields: on these images they are "
+        "larger than lossless sparse coding and turn zero pixels into noise.",
+        "",
+        "Targets of the issues, checked on the numbers above:",
+        "",
+    ]
+    for sc in results["scenarios"]:
+        lines += [f"{sc['title']}:", "", *target_checks(sc), ""]
+    return lines
