@@ -92,28 +92,27 @@ void runs_dequantize(const Cells& c, const int64_t* r, const double* base, doubl
   }
 }
 
-void runs_int_encode(const Cells& c, const int64_t* b, int64_t* r) {
+namespace {
+
+// Lossless runs predictor; `in` is b (encode) or r (decode), `out` the other. The prediction always uses
+// b, which the decoder has already rebuilt for every earlier cell.
+template <bool kEncode>
+void int_runs(const Cells& c, const int64_t* in, int64_t* out) {
+  const int64_t* b = kEncode ? in : out;
   Columns<int64_t> cols(c.width);
   for (std::size_t i = 0; i < c.n; ++i) {
     const int64_t row = c.index[i] / c.width, col = c.index[i] % c.width;
     int64_t pred = 0;
     if (!run_start(c, i)) pred = b[i - 1];
     else if (!cols.above(c.plane[i], row, col, &pred)) pred = 0;
-    r[i] = s(u(b[i]) - u(pred));
+    out[i] = kEncode ? s(u(in[i]) - u(pred)) : s(u(in[i]) + u(pred));
     cols.set(c.plane[i], row, col, b[i]);
   }
 }
 
-void runs_int_decode(const Cells& c, const int64_t* r, int64_t* b) {
-  Columns<int64_t> cols(c.width);
-  for (std::size_t i = 0; i < c.n; ++i) {
-    const int64_t row = c.index[i] / c.width, col = c.index[i] % c.width;
-    int64_t pred = 0;
-    if (!run_start(c, i)) pred = b[i - 1];
-    else if (!cols.above(c.plane[i], row, col, &pred)) pred = 0;
-    b[i] = s(u(r[i]) + u(pred));
-    cols.set(c.plane[i], row, col, b[i]);
-  }
-}
+}  // namespace
+
+void runs_int_encode(const Cells& c, const int64_t* b, int64_t* r) { int_runs<true>(c, b, r); }
+void runs_int_decode(const Cells& c, const int64_t* r, int64_t* b) { int_runs<false>(c, r, b); }
 
 }  // namespace e2e
