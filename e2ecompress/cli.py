@@ -89,7 +89,7 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    """Generate a small labelled sample, summarize it, pack it (lossy, error-bounded, lossless) and unpack."""
+    """Generate a small labelled sample, summarize it, pack it (error-bounded, lossless, lossy) and unpack."""
     import numpy as np
 
     from e2ecompress import physics
@@ -137,9 +137,9 @@ def _demo_codec(path: str, images) -> None:
     stem = os.path.splitext(path)[0]
     true = physics.jet_kinematics(images, ("ECAL", "HCAL", "Tracks"))
     for label, opts in (
-        ("lossy", {"quality": api.DEFAULT_QUALITY}),
         ("bounded", {"max_error": 0.01}),
         ("lossless", {"lossless": True}),
+        ("lossy", {"quality": api.DEFAULT_QUALITY}),  # the learned latent codec (research point)
     ):
         packed = f"{stem}.{label}.e2ez"
         print("  " + api.pack(path, packed, **opts).line("packed"))
