@@ -27,7 +27,7 @@ from e2ecompress.io import Batch, open_jets, open_writer
 from e2ecompress.io.base import METADATA_KEY
 
 DEFAULT_MODEL = "latent_qg3_default"
-DEFAULT_QUALITY = 2
+DEFAULT_QUALITY = 3
 DEFAULT_CHUNK = 512
 MODEL_FILES = ("model.safetensors", "checkpoint.json")
 _RESERVED_META = ("format", "version", "layout", "channels", "image_shape")

@@ -138,7 +138,7 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--model", help="latent model name or checkpoint directory (default: latent_qg3_default)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quality", type=int, help="lossy latent codec quality level (default 2)")
+    mode.add_argument("--quality", type=int, help="lossy latent codec level, 1 (smallest) to 5 (default 3)")
     mode.add_argument("--max-error", type=_eps, metavar="EPS", help="every pixel within EPS GeV")
     mode.add_argument("--lossless", action="store_true", help="exact float32 values")
     p.add_argument(

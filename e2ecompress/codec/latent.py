@@ -7,7 +7,7 @@ the MAE's decoder_embed; empty patches get the MAE's mask_token, occupied patche
 coded (keep False) a learned drop_token, and the MAE decoder predicts every patch in normalized space.
 
 Quantization: symbol = round(z / step). The quality levels scale the grid of one trained model
-(`DEFAULT_LEVELS`, level 3 best); steps are powers of two, so z / step is exact. Symbols are entropy
+(`DEFAULT_LEVELS`, the highest level best); steps are powers of two, so z / step is exact. Symbols are entropy
 coded with one `EscapeTable` per level for the cls dims and one for the token dims, fitted on training
 latents and stored with the weights.
 
@@ -50,7 +50,7 @@ from e2ecompress.models.vit import occupied_ids
 
 ARCH = "latent_vit"
 VERSION = 1
-DEFAULT_LEVELS = {1: 2.0, 2: 1.0, 3: 0.5}
+DEFAULT_LEVELS = {1: 8.0, 2: 4.0, 3: 2.0, 4: 1.0, 5: 0.5}
 MIN_ROWS = 64  # every matmul row count at inference is >= this (see the module docstring)
 CHUNK = 256  # jets per forward pass at inference
 MAX_BITS = 30.0  # the rate of one latent value is clamped here in training

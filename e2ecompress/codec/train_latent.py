@@ -1,13 +1,15 @@
 """Train the latent codec (`LatentAutoencoder`) from the pretrained MAE, fit its entropy tables, evaluate.
 
-    python -m e2ecompress.codec.train_latent --data data/study --out runs/latent --steps 1500 \\
-        --target-bytes 40 --ship e2ecompress/models/pretrained/latent_qg3_default
+    python -m e2ecompress.codec.train_latent --data data/study --out runs/latent3 --steps 480 \\
+        --time-limit 29 --resume --ship e2ecompress/models/pretrained/latent_qg3_default
 
 Loss = D + λ·R: D the channel mean of the per-channel MSE over the non-zero pixels (normalized space), R
 the rate model's bits per jet. Each batch draws its quantization step from the levels' steps (one model
 serves every level) and, half the time, codes only a random 25-100% of each jet's occupied tokens (the
-"decoder inpaints" operating point). With --target-bytes, a slow multiplicative controller moves λ to
-hold the bytes/jet of the step-1 symbols (the middle level) at the batch's empirical entropy on the target.
+"decoder inpaints" operating point). λ is fixed by default and small: a large λ early in training
+collapses the latents before the decoder learns to use them; the levels' steps then set the rate. With
+--target-bytes, a slow multiplicative controller moves λ to hold the middle level's bytes/jet (the batch's
+empirical symbol entropy) on the target.
 
 The run directory holds config.json, train.log, metrics.jsonl, state/ (weights, optimizer, step, λ: what
 --resume continues from; every step's randomness is seeded by (seed, step), so a resumed run repeats the
@@ -62,7 +64,7 @@ class LatentTrainConfig:
     min_lr: float = 1e-6
     warmup: float = 0.05  # fraction of the steps
     weight_decay: float = 0.05
-    lam: float = 3e-4  # per bit per jet
+    lam: float = 5e-5  # per bit per jet
     target_bytes: float | None = None
     lam_gain: float = 0.005
     lam_min: float = 2e-5
@@ -200,6 +202,7 @@ def train(cfg: LatentTrainConfig, resume: bool, log: Log) -> LatentAutoencoder:
     epoch_cache: dict[int, list[np.ndarray]] = {}
     steps_per_epoch = len(bucketed_batches(counts, cfg, 0))
     level_steps = sorted(DEFAULT_LEVELS.values())
+    mid_step = level_steps[len(level_steps) // 2]
     model.train()
     t0, seen = time.perf_counter(), 0
     metrics = open(out / "metrics.jsonl", "a")
@@ -226,8 +229,8 @@ def train(cfg: LatentTrainConfig, resume: bool, log: Log) -> LatentAutoencoder:
         loss.backward()
         optimizer.step()
         seen += len(idx)
-        # the controller watches the middle level (step 1) whatever this batch's step was
-        now = symbol_entropy_bytes(res.z_cls, res.z_tokens, len(idx))
+        # the controller watches the middle level whatever this batch's step was
+        now = symbol_entropy_bytes(res.z_cls, res.z_tokens, len(idx), mid_step)
         bytes_ema = now if bytes_ema is None else 0.95 * bytes_ema + 0.05 * now
         if cfg.target_bytes:
             lam = float(
@@ -246,7 +249,7 @@ def train(cfg: LatentTrainConfig, resume: bool, log: Log) -> LatentAutoencoder:
             rate_js = seen / (time.perf_counter() - t0)
             log(
                 f"step {step + 1}/{cfg.steps} D {distortion:.4f} bits {rate:.0f} (q={q}) "
-                f"step-1 bytes/jet ema {bytes_ema:.1f} lambda {lam:.3g} lr {lr_at(step, cfg):.2e} "
+                f"step-{mid_step:g} bytes/jet ema {bytes_ema:.1f} lambda {lam:.3g} lr {lr_at(step, cfg):.2e} "
                 f"{rate_js:.1f} jets/s" + (f" val {rec['val']}" if "val" in rec else "")
             )
         late = cfg.time_limit is not None and time.perf_counter() - t0 > 60 * cfg.time_limit
@@ -260,12 +263,12 @@ def train(cfg: LatentTrainConfig, resume: bool, log: Log) -> LatentAutoencoder:
     return model
 
 
-def symbol_entropy_bytes(z_cls: torch.Tensor, z_tokens: torch.Tensor, n_jets: int) -> float:
-    """Bytes per jet of the step-1 symbols round(z) at the batch's empirical per-dim entropy: what the
-    fitted rANS tables will cost, closer than the logistic rate model, which overestimates peaked dims."""
+def symbol_entropy_bytes(z_cls: torch.Tensor, z_tokens: torch.Tensor, n_jets: int, step: float) -> float:
+    """Bytes per jet of the symbols round(z / step) at the batch's empirical per-dim entropy: about what
+    the fitted rANS tables will cost (the logistic rate model overestimates peaked dims)."""
     total = 0.0
     for z in (z_cls, z_tokens):
-        sym = torch.round(z.detach()).to(torch.int64)
+        sym = torch.round(z.detach() / step).to(torch.int64)
         for d in range(sym.shape[1]):
             _, counts = torch.unique(sym[:, d], return_counts=True)
             p = counts.double() / counts.sum()
