@@ -1,4 +1,11 @@
-"""Entropy coding for the latent codec: rANS with static per-dimension tables (`e2ecompress.codec.rans`)."""
+"""The image codec and its parts.
+
+- `rans`: rANS with static per-dimension tables (C++), `intcode`: adaptive integer streams over it;
+- `sparse`: exact occupancy, block (HCAL tower) planes and predicted quantized / lossless values;
+- `latent`: the learned latent codec (MAE encoder -> bottleneck -> rANS; MAE decoder);
+- `image`: `CodecConfig` + `ImageCodec`, one chunk of images <-> named byte streams (.e2ez chunks);
+- `numcodecs_codec`: `E2ECodec`, the same codec for numcodecs / zarr.
+"""
 
 from e2ecompress.codec.rans import (
     EscapeTable,
