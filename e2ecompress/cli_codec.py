@@ -130,6 +130,14 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _add_cluster_options(parser) -> None:
+    run = parser.add_mutually_exclusive_group()
+    run.add_argument(
+        "--workers", type=_positive, default=1, metavar="N", help="many shards: N local processes"
+    )
+    run.add_argument("--scheduler", metavar="ADDRESS", help="many shards: a Dask scheduler, tcp://HOST:8786")
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("pack", help="compress a parquet / HDF5 jet file (or many shards) into .e2ez")
     p.add_argument("input", nargs="+", help="a file, or many: files, a quoted glob pattern, a directory")
@@ -157,11 +165,7 @@ def add_commands(sub) -> None:
     p.add_argument("--embed-model", action="store_true", help="store the model in the file")
     p.add_argument("--channels", help="channel names for files that do not record them")
     p.add_argument("--quiet", action="store_true")
-    run = p.add_mutually_exclusive_group()
-    run.add_argument(
-        "--workers", type=_positive, default=1, metavar="N", help="many shards: N local processes"
-    )
-    run.add_argument("--scheduler", metavar="ADDRESS", help="many shards: a Dask scheduler, tcp://HOST:8786")
+    _add_cluster_options(p)
     p.set_defaults(func=_cmd_pack)
 
     u = sub.add_parser("unpack", help="decode an .e2ez file (or many) to parquet or HDF5 (by suffix)")
@@ -172,11 +176,7 @@ def add_commands(sub) -> None:
     u.add_argument("--model", help="model to decode with (default: embedded, else the one recorded)")
     u.add_argument("--format", choices=("parquet", "h5"), help="output format (default: by suffix; parquet)")
     u.add_argument("--quiet", action="store_true")
-    run = u.add_mutually_exclusive_group()
-    run.add_argument(
-        "--workers", type=_positive, default=1, metavar="N", help="many shards: N local processes"
-    )
-    run.add_argument("--scheduler", metavar="ADDRESS", help="many shards: a Dask scheduler, tcp://HOST:8786")
+    _add_cluster_options(u)
     u.set_defaults(func=_cmd_unpack)
 
     i = sub.add_parser("inspect", help="describe an .e2ez file without decoding it")

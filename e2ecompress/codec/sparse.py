@@ -237,12 +237,6 @@ def channel_blocks(channels: Sequence[str], blocks: Mapping[str, int]) -> list[i
     return [int(blocks.get(name, 0)) for name in channels]
 
 
-def block_extent(size: int, k: int, offset: int) -> np.ndarray:
-    """Pixels in each block of the padded grid along one axis (0 for padding blocks)."""
-    block_of, _, grid = _block_layout(size, k, offset)
-    return np.bincount(block_of, minlength=grid)
-
-
 def expand_blocks(
     cells: CellSet, offsets: np.ndarray, k: int, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

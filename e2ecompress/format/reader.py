@@ -196,12 +196,7 @@ class ContainerReader:
         """Chunk `index` (negative counts from the end), CRC-checked; reads only that chunk's bytes."""
         info = self._chunks[index]
         where = f"{self.path}: chunk {info.index}"
-        record = self._read(info.offset, info.size)
-        body = memoryview(record)[: -CRC.size]
-        (stored,) = CRC.unpack_from(record, len(body))
-        if crc32c(body) != info.crc or stored != info.crc:
-            raise DecodeError(f"{where}: CRC32C mismatch (file corrupt)")
-        return parse_chunk(record, info, where)
+        return parse_chunk(self._checked_record(info, where), info, where)
 
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         """The chunks holding any of jets [start, stop), whole and in order, one read at a time."""
@@ -216,12 +211,16 @@ class ContainerReader:
             )
         info = self._attachments[name]
         where = f"{self.path}: attachment {name!r}"
+        return parse_attachment(self._checked_record(info, where), info, where)
+
+    def _checked_record(self, info, where: str) -> bytes:
+        """The record at info.offset, info.size bytes, whose trailing CRC32C and index CRC both match."""
         record = self._read(info.offset, info.size)
         body = memoryview(record)[: -CRC.size]
         (stored,) = CRC.unpack_from(record, len(body))
         if crc32c(body) != info.crc or stored != info.crc:
             raise DecodeError(f"{where}: CRC32C mismatch (file corrupt)")
-        return parse_attachment(record, info, where)
+        return record
 
     def close(self) -> None:
         self._file.close()
