@@ -27,17 +27,20 @@ from e2ecompress.format.container import (
     chunk_head,
     crc32c,
     encode_json,
-    encode_table,
+    encode_side_table,
     pack_footer,
 )
+from e2ecompress.fsutil import remove_stale_temps, temp_name
 from e2ecompress.io.base import one_line
 
 _U32 = 0xFFFFFFFF
 
 
 def _open_temp(directory: str, base: str) -> tuple[BinaryIO, str]:
-    """A new file `.{base}.partial-{pid}` (or `...-{pid}.{k}` if that exists) in `directory`."""
-    stem = os.path.join(directory, f".{base}.partial-{os.getpid()}")
+    """A new file `.{base}.partial-{host}-{pid}` (or `....{k}` if that exists) in `directory`; the ones
+    that killed runs left there are removed first."""
+    remove_stale_temps(os.path.join(directory, base))
+    stem = os.path.join(directory, temp_name(base))
     for k in range(100):
         path = stem if k == 0 else f"{stem}.{k}"
         try:
@@ -68,10 +71,11 @@ def _bytes_view(data: object, what: str) -> memoryview:
 class ContainerWriter:
     """Writes an .e2ez container (docs/FORMAT.md) to a temporary file renamed onto `path` by close().
 
-    The temporary file is `.{name}.partial-{pid}` in the target's directory. `path` never holds a partial
-    file: an existing file there is replaced only by a successful close(). On any exception inside `with`,
-    write_chunk(), add_attachment() or close(), the temporary file is removed and `path` is left as it was.
-    A process killed mid-write leaves its `.partial-` file behind (nothing else), safe to delete.
+    The temporary file is `.{name}.partial-{host}-{pid}` in the target's directory. `path` never holds a
+    partial file: an existing file there is replaced only by a successful close(). On any exception inside
+    `with`, write_chunk(), add_attachment() or close(), the temporary file is removed and `path` is left as
+    it was. A process killed mid-write leaves its `.partial-` file behind (nothing else); the next writer of
+    the same path removes it.
 
     header: JSON-safe dict written at the start of the file (codec-level keys: docs/FORMAT.md).
     """
@@ -175,9 +179,9 @@ class ContainerWriter:
             raise ValueError(f"more than {_U32} chunks")
         names = [check_stream_name(name) for name in streams]
         views = [_bytes_view(data, f"stream {name!r}") for name, data in streams.items()]
-        side = encode_table(table)
+        side = encode_side_table(table)
         directory = [(name, len(view)) for name, view in zip(names, views, strict=True)]
-        head = chunk_head(len(self._chunks), self.n_jets, n_jets, directory, side.size)
+        head = chunk_head(len(self._chunks), self.n_jets, n_jets, directory, len(side))
         crc = crc32c(head, *views, side)
         offset = self._offset
         self._put(head, *views, side, CRC.pack(crc))

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from e2ecompress.errors import InputError
+from e2ecompress.fsutil import remove_stale_temps
 from e2ecompress.io.batch import Batch
 from e2ecompress.layouts import IMAGE_SIZE, Layout, get_layout
 
@@ -172,7 +173,8 @@ class JetFile(ABC):
     """A jet file open for reading; subclasses set the attributes below in __init__.
 
     path, n_jets, image_shape (C, H, W), channels (names, or None when the order is unknown),
-    metadata (our JSON header, {} for public files), other_schema (Arrow schema of the other columns).
+    metadata (our JSON header, {} for public files), other_schema (Arrow schema of the other columns),
+    pixel_dtype (numpy dtype of the stored pixel values).
     """
 
     format = ""
@@ -182,6 +184,14 @@ class JetFile(ABC):
     channels: tuple[str, ...] | None
     metadata: dict[str, Any]
     other_schema: pa.Schema
+    pixel_dtype: np.dtype
+
+    @property
+    def exact_dtype(self) -> str:
+        """The Batch dtype that holds every stored pixel value exactly: "float64" for doubles and 32/64-bit
+        integers, else "float32"."""
+        d = np.dtype(self.pixel_dtype)
+        return "float64" if d.itemsize >= 8 or (d.kind in "iu" and d.itemsize >= 4) else "float32"
 
     @property
     def layout(self) -> str | None:
@@ -213,18 +223,23 @@ class JetFile(ABC):
         start: int = 0,
         stop: int | None = None,
         check_finite: bool = True,
+        dtype: str = "float32",
     ) -> Iterator[Batch]:
-        """Batches of `batch_size` jets (the last may be shorter) over rows [start, stop), streamed."""
+        """Batches of `batch_size` jets (the last may be shorter) over rows [start, stop), streamed;
+        images as float32, or float64 with dtype="float64" (see `exact_dtype`)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         start, stop = self._check_range(start, stop)
         cols = self._select(columns)
-        for first, images, table in self._iter_blocks(start, stop, batch_size, cols):
+        dtype = str(np.dtype(dtype))
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        for first, images, table in self._iter_blocks(start, stop, batch_size, cols, dtype):
             if check_finite:
                 bad = first_nonfinite(images)
                 if bad is not None:
                     raise InputError(self.path, f"non-finite pixel values (NaN or inf) in jet {first + bad}")
-            yield Batch(images, table, first)
+            yield Batch(images, table, first, dtype)
 
     def read(
         self,
@@ -233,22 +248,25 @@ class JetFile(ABC):
         columns: Sequence[str] | None = None,
         *,
         check_finite: bool = True,
+        dtype: str = "float32",
     ) -> Batch:
         """Rows [start, stop) as one batch."""
         start, stop = self._check_range(start, stop)
         if stop == start:
             cols = self._select(columns)
-            images = np.empty((0, *self.image_shape), np.float32)
+            images = np.empty((0, *self.image_shape), dtype)
             table = self._sub_schema(cols).empty_table()
-            return Batch(images, table, start)
-        (batch,) = self.iter_batches(stop - start, columns, start=start, stop=stop, check_finite=check_finite)
+            return Batch(images, table, start, dtype)
+        (batch,) = self.iter_batches(
+            stop - start, columns, start=start, stop=stop, check_finite=check_finite, dtype=dtype
+        )
         return batch
 
     @abstractmethod
     def _iter_blocks(
-        self, start: int, stop: int, batch_size: int, columns: list[str]
+        self, start: int, stop: int, batch_size: int, columns: list[str], dtype: str
     ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
-        """(first row, images [n, C, H, W] float32, table of `columns`) blocks of batch_size rows."""
+        """(first row, images [n, C, H, W] of dtype, table of `columns`) blocks of batch_size rows."""
 
     @abstractmethod
     def close(self) -> None:
@@ -339,6 +357,7 @@ class JetWriter(ABC):
         self.n_written = 0
         self._closed = False
         base = os.path.basename(self.path)
+        remove_stale_temps(self.path)
         self._tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
             with open(self._tmp, "xb"):
@@ -411,7 +430,7 @@ class JetWriter(ABC):
                 table = (
                     pa.Table.from_arrays(table.columns, schema=self.schema) if table.num_columns else table
                 )
-                self._write(Batch(batch.images, table))
+                self._write(Batch(batch.images, table, dtype=batch.dtype))
             self.n_written += len(batch)
         except BaseException:
             self.abort()

@@ -25,14 +25,17 @@ def concat_tables(tables: Sequence[pa.Table]) -> pa.Table:
 class Batch:
     """A block of jets: images plus every other column of the same rows, untouched.
 
-    images: [B, C, H, W] float32, C-contiguous (other numeric input is converted).
+    images: [B, C, H, W] of `dtype`, C-contiguous (other numeric input is converted).
     table:  the other columns (y, pt, m0, ...) as an Arrow table of B rows; None means no columns.
     start:  row offset of the first jet in the file it came from (None when not read from a file).
+    dtype:  "float32" (the default, what models take) or "float64" (files of doubles read for exact
+            lossless coding).
     """
 
     images: np.ndarray
     table: pa.Table | None = None
     start: int | None = None
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         images = np.asarray(self.images)
@@ -40,7 +43,9 @@ class Batch:
             raise ValueError(f"images must have shape (B, C, H, W), got {images.shape}")
         if images.dtype.kind not in "fiu":
             raise ValueError(f"images must be numeric, got dtype {images.dtype}")
-        self.images = np.ascontiguousarray(images, dtype=np.float32)
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        self.images = np.ascontiguousarray(images, dtype=self.dtype)
         if self.table is None:
             self.table = empty_table(images.shape[0])
         elif isinstance(self.table, pa.RecordBatch):
@@ -63,7 +68,7 @@ class Batch:
         start, stop, _ = slice(start, stop).indices(len(self))
         stop = max(start, stop)
         offset = None if self.start is None else self.start + start
-        return Batch(self.images[start:stop], self.table.slice(start, stop - start), offset)
+        return Batch(self.images[start:stop], self.table.slice(start, stop - start), offset, self.dtype)
 
     @staticmethod
     def concat(batches: Sequence[Batch]) -> Batch:
@@ -72,4 +77,4 @@ class Batch:
             raise ValueError("concat needs at least one batch")
         images = np.concatenate([b.images for b in batches])
         table = concat_tables([b.table for b in batches])
-        return Batch(images, table, batches[0].start)
+        return Batch(images, table, batches[0].start, batches[0].dtype)

@@ -80,6 +80,7 @@ class Hdf5JetFile(JetFile):
         if 0 in (h, w, c):
             raise InputError(self.path, f"dataset {JET} has an empty image dimension (shape {jet.shape})")
         self._jet = jet
+        self.pixel_dtype = jet.dtype
         self.n_jets = int(n)
         self.image_shape = (int(c), int(h), int(w))
         self.metadata = parse_metadata(self.path, _attr_text(f.attrs.get(METADATA_KEY)))
@@ -115,7 +116,7 @@ class Hdf5JetFile(JetFile):
         return pa.schema(list(fields.values()), metadata=meta)
 
     def _iter_blocks(
-        self, start: int, stop: int, batch_size: int, columns: list[str]
+        self, start: int, stop: int, batch_size: int, columns: list[str], dtype: str
     ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
         schema = self._sub_schema(columns)
         for first in range(start, stop, batch_size):
@@ -125,7 +126,7 @@ class Hdf5JetFile(JetFile):
                 values = [self._columns[c][first:last].reshape(last - first) for c in columns]
             except OSError as e:
                 raise InputError(self.path, f"cannot read HDF5 data ({one_line(e)})") from None
-            images = np.empty((last - first, *self.image_shape), np.float32)
+            images = np.empty((last - first, *self.image_shape), dtype)
             images[...] = raw.transpose(0, 3, 1, 2)
             del raw
             if columns:
@@ -144,7 +145,8 @@ class Hdf5JetFile(JetFile):
 class Hdf5JetWriter(JetWriter):
     """Writes `jet` channels-last, `Y` (N, 1) from column y, other numeric columns as datasets.
 
-    Datasets are chunked and compressed (gzip with shuffle by default, or lzf).
+    Datasets are chunked and compressed (gzip with shuffle by default, or lzf). image_dtype: the pixel
+    type of `jet` (default float32; integer types get the values rounded).
     """
 
     format = "hdf5"
@@ -162,7 +164,11 @@ class Hdf5JetWriter(JetWriter):
         compression: str = "gzip",
         compression_opts: int | None = 4,
         chunk_bytes: int = 1 << 20,
+        image_dtype: Any = np.float32,
     ):
+        self.image_dtype = np.dtype(image_dtype)
+        if self.image_dtype.kind not in "fiu":
+            raise ValueError(f"image_dtype must be numeric, got {self.image_dtype}")
         if compression not in ("gzip", "lzf"):
             raise ValueError(f"compression must be gzip or lzf, got {compression!r}")
         self.compression = compression
@@ -209,8 +215,8 @@ class Hdf5JetWriter(JetWriter):
     def _open(self) -> None:
         self._f = h5py.File(self._tmp, "w", track_order=True)
         c, h, w = self.image_shape
-        rows = max(1, self.chunk_bytes // (c * h * w * 4))
-        self._jet = self._dataset(JET, (h, w, c), np.float32, (rows, h, w, c))
+        rows = max(1, self.chunk_bytes // (c * h * w * self.image_dtype.itemsize))
+        self._jet = self._dataset(JET, (h, w, c), self.image_dtype, (rows, h, w, c))
         self._cols = []
         for field in self.schema:
             dtype = np.dtype(field.type.to_pandas_dtype())
@@ -231,7 +237,10 @@ class Hdf5JetWriter(JetWriter):
             ds.resize(n0 + n, axis=0)
             ds[n0:] = column.to_numpy().reshape(n, *ds.shape[1:])
         self._jet.resize(n0 + n, axis=0)
-        self._jet[n0:] = batch.images.transpose(0, 2, 3, 1)
+        images = batch.images.transpose(0, 2, 3, 1)
+        if self.image_dtype.kind in "iu":
+            images = np.rint(images)
+        self._jet[n0:] = images.astype(self.image_dtype, copy=False)
 
     def _finish(self) -> None:
         if self._f is None:

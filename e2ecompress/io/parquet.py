@@ -88,15 +88,29 @@ def nested_to_images(
     out[...] = arr.to_numpy(zero_copy_only=False).reshape(out.shape)
 
 
-def images_to_nested(images: np.ndarray) -> pa.ListArray:
-    """X_jets as list<list<list<float32>>> from images [n, C, H, W], sharing the pixel buffer."""
+def images_to_nested(images: np.ndarray, image_type: pa.DataType = IMAGE_TYPE) -> pa.Array:
+    """X_jets of `image_type` (three list levels: list, large_list or fixed_size_list, any numeric leaf;
+    default list<list<list<float32>>>) from images [n, C, H, W]. Integer leaves get the values rounded."""
     n, c, h, w = images.shape
-    if images.size >= 2**31:
+    levels, t = [], image_type
+    for _ in range(3):
+        levels.append(t)
+        t = t.value_type
+    leaf = np.dtype(t.to_pandas_dtype())
+    flat = np.ascontiguousarray(images).reshape(-1)
+    if leaf.kind in "iu":
+        flat = np.rint(flat)
+    if flat.size >= 2**31 and not any(pa.types.is_large_list(x) for x in levels):
         raise ValueError(f"{n} jets of {c}x{h}x{w} are too many for one row group; write fewer at a time")
-    arr = pa.array(np.ascontiguousarray(images, dtype=np.float32).reshape(-1))
-    for size, count in ((w, n * c * h), (h, n * c), (c, n)):
-        offsets = pa.array(np.arange(0, (count + 1) * size, size, dtype=np.int32))
-        arr = pa.ListArray.from_arrays(offsets, arr)
+    arr = pa.array(flat.astype(leaf, copy=False), type=t)
+    for size, count, level in zip((w, h, c), (n * c * h, n * c, n), reversed(levels), strict=True):
+        if pa.types.is_fixed_size_list(level):
+            arr = pa.FixedSizeListArray.from_arrays(arr, type=level)
+            continue
+        off_type = np.int64 if pa.types.is_large_list(level) else np.int32
+        offsets = pa.array(np.arange(0, (count + 1) * size, size, dtype=off_type))
+        cls = pa.LargeListArray if pa.types.is_large_list(level) else pa.ListArray
+        arr = cls.from_arrays(offsets, arr, type=level)
     return arr
 
 
@@ -123,8 +137,10 @@ class ParquetJetFile(JetFile):
             raise InputError(
                 self.path, f"column {IMAGE_COLUMN} missing (columns: {', '.join(schema.names) or 'none'})"
             )
-        self._image_type = schema.field(IMAGE_COLUMN).type
-        _leaf_type(self.path, self._image_type)
+        self.image_field = schema.field(IMAGE_COLUMN)
+        self.image_index = schema.get_field_index(IMAGE_COLUMN)
+        self._image_type = self.image_field.type
+        self.pixel_dtype = np.dtype(_leaf_type(self.path, self._image_type).to_pandas_dtype())
         file_meta = dict(schema.metadata or {})
         self.metadata = parse_metadata(self.path, file_meta.pop(_KEY, None))
         self.n_jets = self._pf.metadata.num_rows
@@ -182,7 +198,7 @@ class ParquetJetFile(JetFile):
         return tuple(shape)
 
     def _iter_blocks(
-        self, start: int, stop: int, batch_size: int, columns: list[str]
+        self, start: int, stop: int, batch_size: int, columns: list[str], dtype: str
     ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
         if start == stop:
             return
@@ -205,7 +221,7 @@ class ParquetJetFile(JetFile):
             skip = 0
             while piece.num_rows:
                 if out is None:
-                    out = np.empty((min(batch_size, stop - pos), *self.image_shape), np.float32)
+                    out = np.empty((min(batch_size, stop - pos), *self.image_shape), dtype)
                     filled, parts, block_start = 0, [], pos
                 take = min(piece.num_rows, len(out) - filled)
                 part, piece = piece.slice(0, take), piece.slice(take)
@@ -244,7 +260,12 @@ class ParquetJetFile(JetFile):
 
 
 class ParquetJetWriter(JetWriter):
-    """Writes X_jets as list<list<list<float32>>> plus the other columns, zstd, uniform row groups."""
+    """Writes X_jets plus the other columns, zstd, uniform row groups.
+
+    image_field: the X_jets field to write (type and metadata; default list<list<list<float32>>>), e.g. the
+                 one of the file that was packed, so that its schema comes back exactly.
+    image_index: the position of X_jets among the columns (default first).
+    """
 
     format = "parquet"
 
@@ -261,7 +282,16 @@ class ParquetJetWriter(JetWriter):
         row_group_size: int = 256,
         compression: str = "zstd",
         compression_level: int | None = None,
+        image_field: pa.Field | None = None,
+        image_index: int = 0,
     ):
+        if image_field is None:
+            image_field = pa.field(IMAGE_COLUMN, IMAGE_TYPE)
+        if image_field.name != IMAGE_COLUMN:
+            raise ValueError(f"image_field must be named {IMAGE_COLUMN}, got {image_field.name!r}")
+        _leaf_type(os.fspath(path), image_field.type)
+        self.image_field = image_field
+        self.image_index = int(image_index)
         if row_group_size < 1:
             raise ValueError(f"row_group_size must be >= 1, got {row_group_size}")
         self.row_group_size = row_group_size
@@ -294,7 +324,7 @@ class ParquetJetWriter(JetWriter):
                 self._write_group(part)
                 continue
             # keep a copy: the caller may reuse its buffer once write() returns
-            self._pending.append(Batch(part.images.copy(), part.table))
+            self._pending.append(Batch(part.images.copy(), part.table, dtype=part.dtype))
             self._n_pending += take
             if self._n_pending == self.row_group_size:
                 self._flush()
@@ -308,7 +338,9 @@ class ParquetJetWriter(JetWriter):
     def _open(self) -> pq.ParquetWriter:
         meta = dict(self.schema.metadata or {})
         meta[METADATA_KEY.encode()] = json.dumps(self.metadata()).encode()
-        self._arrow_schema = pa.schema([pa.field(IMAGE_COLUMN, IMAGE_TYPE), *self.schema], metadata=meta)
+        fields = list(self.schema)
+        fields.insert(min(max(self.image_index, 0), len(fields)), self.image_field)
+        self._arrow_schema = pa.schema(fields, metadata=meta)
         return pq.ParquetWriter(
             self._tmp,
             self._arrow_schema,
@@ -320,7 +352,11 @@ class ParquetJetWriter(JetWriter):
     def _write_group(self, batch: Batch) -> None:
         if self._writer is None:
             self._writer = self._open()
-        arrays = [images_to_nested(batch.images), *batch.table.columns]
+        arrays = list(batch.table.columns)
+        arrays.insert(
+            self._arrow_schema.get_field_index(IMAGE_COLUMN),
+            images_to_nested(batch.images, self.image_field.type),
+        )
         table = pa.Table.from_arrays(arrays, schema=self._arrow_schema)
         self._writer.write_table(table, row_group_size=self.row_group_size)
 
