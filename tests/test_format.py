@@ -217,7 +217,7 @@ def test_layout_of_a_minimal_file(tmp_path):
     with ContainerWriter(path, {"a": 1}) as w:
         w.add_attachment("m", b"xyz")
     head = b'{"a":1}'
-    fixed = MAGIC + struct.pack("<II", 1, len(head))
+    fixed = MAGIC + struct.pack("<II", 2, len(head))
     preamble = fixed + struct.pack("<I", _core.crc32c(head, _core.crc32c(fixed)))
     body = b"ATCH" + struct.pack("<HQ", 1, 3) + b"m" + b"xyz"
     record = body + struct.pack("<I", _core.crc32c(body))
@@ -227,7 +227,7 @@ def test_layout_of_a_minimal_file(tmp_path):
     )
     footer += b"m{}"
     place = struct.pack("<QQ", offset + len(record), len(footer))
-    trailer = place + struct.pack("<I", _core.crc32c(place, _core.crc32c(footer))) + MAGIC + b"\x01\0\0\0"
+    trailer = place + struct.pack("<I", _core.crc32c(place, _core.crc32c(footer))) + MAGIC + b"\x02\0\0\0"
     assert path.read_bytes() == preamble + head + record + footer + trailer
     assert path.read_bytes()[:8] == path.read_bytes()[-8:] == SIGNATURE
 
@@ -451,9 +451,9 @@ def test_not_an_e2ez_file(tmp_path):
         b"E2EZ\x01": "truncated (no end marker)",
         b"PAR1" + bytes(100): "not an .e2ez file",
         b"\x89HDF\r\n\x1a\n" + bytes(100): "not an .e2ez file",
-        MAGIC + struct.pack("<I", 2) + bytes(100): "unsupported format version 2 (this e2ecompress reads 1)",
+        MAGIC + struct.pack("<I", 3) + bytes(9): "unsupported format version 3 (this e2ecompress reads 1, 2)",
         MAGIC + struct.pack("<I", 0) + bytes(100): "unsupported format version 0",
-        MAGIC + struct.pack("<I", 3): "unsupported format version 3",
+        MAGIC + struct.pack("<I", 4): "unsupported format version 4",
     }
     for data, message in cases.items():
         path.write_bytes(data)
@@ -464,8 +464,8 @@ def test_not_an_e2ez_file(tmp_path):
 def test_end_marker_version_must_match(sample, tmp_path):
     data, _ = sample
     path = tmp_path / "x.e2ez"
-    path.write_bytes(data[:-4] + struct.pack("<I", 2))
-    with pytest.raises(DecodeError, match="end marker says version 2, the start 1"):
+    path.write_bytes(data[:-4] + struct.pack("<I", 1))
+    with pytest.raises(DecodeError, match="end marker says version 1, the start 2"):
         ContainerReader(path)
 
 

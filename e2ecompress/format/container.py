@@ -16,10 +16,12 @@ import pyarrow as pa
 
 from e2ecompress import _core
 from e2ecompress.errors import DecodeError
+from e2ecompress.format import sidecols
 from e2ecompress.io.base import one_line
 
 MAGIC = b"E2EZ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what the writer writes
+READ_VERSIONS = (1, 2)  # what the reader reads: version 1 side tables are a bare Arrow IPC stream
 CHUNK_TAG = b"CHNK"
 ATTACHMENT_TAG = b"ATCH"
 
@@ -117,6 +119,9 @@ def decode_json(data: bytes, where: str) -> dict[str, Any]:
 
 # --- side tables --------------------------------------------------------------------------------------------
 
+SIDE_IPC = 0  # version 2 side table coding byte: an Arrow IPC stream follows (the whole table in version 1)
+SIDE_COLUMNS = 1  # the column coding of e2ecompress.format.sidecols follows
+
 
 def encode_table(table: pa.Table) -> pa.Buffer:
     """A table as one Arrow IPC stream with zstd-compressed buffers (schema and metadata kept)."""
@@ -133,6 +138,41 @@ def decode_table(data: bytes | memoryview, n_rows: int, where: str) -> pa.Table:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
         table.validate(full=True)
     except Exception as e:  # pyarrow raises several types (ArrowInvalid, OSError, ...) for bad input
+        raise DecodeError(f"{where}: side table unreadable ({one_line(e)})") from None
+    if table.num_rows != n_rows:
+        raise DecodeError(f"{where}: side table has {table.num_rows} rows, expected {n_rows} (file corrupt)")
+    return table
+
+
+def encode_side_table(table: pa.Table, level: int = sidecols.DEFAULT_LEVEL) -> bytes:
+    """A version 2 side table: the column coding when the table has columns it applies to and it decodes
+    back bit for bit (checked here), else the Arrow IPC stream of encode_table; a coding byte first."""
+    try:
+        body = sidecols.encode_columns(table, level)
+        if body is not None and not sidecols.same_table(table, sidecols.decode_columns(body, table.num_rows)):
+            body = None
+    except Exception:  # any surprise in the column coding: the IPC stream below is always correct
+        body = None
+    if body is None:
+        return bytes([SIDE_IPC]) + encode_table(table).to_pybytes()
+    return bytes([SIDE_COLUMNS]) + body
+
+
+def decode_side_table(data: bytes | memoryview, n_rows: int, where: str, version: int) -> pa.Table:
+    """The side table of a chunk record of format `version`; DecodeError when it is malformed."""
+    if version == 1:
+        return decode_table(data, n_rows, where)
+    if len(data) == 0:
+        raise DecodeError(f"{where}: side table has no coding byte (file corrupt)")
+    coding, body = data[0], memoryview(data)[1:]
+    if coding == SIDE_IPC:
+        return decode_table(body, n_rows, where)
+    if coding != SIDE_COLUMNS:
+        raise DecodeError(f"{where}: unknown side table coding {coding} (file corrupt)")
+    try:
+        table = sidecols.decode_columns(body, n_rows)
+        table.validate(full=True)
+    except Exception as e:  # ValueError, pyarrow and zstd errors for bad input
         raise DecodeError(f"{where}: side table unreadable ({one_line(e)})") from None
     if table.num_rows != n_rows:
         raise DecodeError(f"{where}: side table has {table.num_rows} rows, expected {n_rows} (file corrupt)")
@@ -171,8 +211,9 @@ def chunk_head(
     return b"".join(parts)
 
 
-def parse_chunk(record: bytes, info: ChunkInfo, where: str) -> Chunk:
-    """A chunk record (CRC already checked) -> Chunk; DecodeError when it disagrees with the index."""
+def parse_chunk(record: bytes, info: ChunkInfo, where: str, version: int = FORMAT_VERSION) -> Chunk:
+    """A chunk record (CRC already checked) of a file of format `version` -> Chunk; DecodeError when it is
+    malformed or disagrees with the index."""
     end = len(record) - CRC.size
     if end < CHUNK_HEAD.size:
         raise DecodeError(f"{where}: record too short (file corrupt)")
@@ -211,7 +252,7 @@ def parse_chunk(record: bytes, info: ChunkInfo, where: str) -> Chunk:
         raise DecodeError(
             f"{where}: side table is {table_len} bytes but {end - pos} remain in the record (file corrupt)"
         )
-    table = decode_table(memoryview(record)[pos:end], n_jets, where)
+    table = decode_side_table(memoryview(record)[pos:end], n_jets, where, version)
     return Chunk(index, start, n_jets, streams, table)
 
 

@@ -12,11 +12,11 @@ from e2ecompress.errors import DecodeError, InputError
 from e2ecompress.format.container import (
     CRC,
     FOOTER_PLACE_SIZE,
-    FORMAT_VERSION,
     MAGIC,
     MIN_ATTACHMENT_SIZE,
     MIN_CHUNK_SIZE,
     PREAMBLE,
+    READ_VERSIONS,
     TRAILER,
     AttachmentInfo,
     Chunk,
@@ -77,10 +77,9 @@ class ContainerReader:
         if size < len(MAGIC) + 4:
             raise self._fail("truncated (no end marker)")
         version = int.from_bytes(head[4:8], "little")
-        if version != FORMAT_VERSION:
-            raise self._fail(
-                f"unsupported format version {version} (this e2ecompress reads {FORMAT_VERSION})"
-            )
+        if version not in READ_VERSIONS:
+            known = ", ".join(map(str, READ_VERSIONS))
+            raise self._fail(f"unsupported format version {version} (this e2ecompress reads {known})")
         if size < PREAMBLE.size + TRAILER.size:
             raise self._fail("truncated (no end marker)")
         trailer = self._read(size - TRAILER.size, TRAILER.size)
@@ -111,6 +110,7 @@ class ContainerReader:
         self._starts = [c.start for c in chunks]
         self._attachments = {a.name: a for a in attachments}
         self.n_jets = total_jets
+        self.version = version
 
     def _check_index(
         self,
@@ -196,7 +196,7 @@ class ContainerReader:
         """Chunk `index` (negative counts from the end), CRC-checked; reads only that chunk's bytes."""
         info = self._chunks[index]
         where = f"{self.path}: chunk {info.index}"
-        return parse_chunk(self._checked_record(info, where), info, where)
+        return parse_chunk(self._checked_record(info, where), info, where, self.version)
 
     def iter_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         """The chunks holding any of jets [start, stop), whole and in order, one read at a time."""
