@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU build of torch is installed first; GPU users: make TORCH_SPEC='torch==2.13.0' TORCH_INDEX=...
+# Installs every extra (.[all,test]); the CPU build of torch goes in first.
+# GPU users: make TORCH_SPEC='torch==2.13.0' TORCH_INDEX=...
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.e2e-installed
@@ -14,7 +15,7 @@ $(STAMP): $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(PY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12"
-	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[all,test]"
 	touch $@
 
 install: $(STAMP)
@@ -30,7 +31,7 @@ test-slow: install
 	$(PY) -m pytest -m slow
 
 bench: install  # kernels, rANS, then bytes/jet vs physics fidelity -> results/compression.md (about 25 min)
-	$(PY) -m pip install -q --no-build-isolation -e ".[test,bench]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[all,test,bench]"
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/run_all.py
 
 clean:

@@ -84,6 +84,9 @@ def make_config(
 
 
 def _load_latent(name_or_path: str | os.PathLike):
+    from e2ecompress._extras import require
+
+    require("the learned latent codec (lossy mode, --predictor model)", "ml", ("torch", "safetensors"))
     from e2ecompress.codec.latent import LatentCodec
 
     try:
@@ -95,9 +98,9 @@ def _load_latent(name_or_path: str | os.PathLike):
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
+    from e2ecompress._extras import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="jet", disable=not enabled, leave=False, dynamic_ncols=True)
+    return progress_bar(total, desc, enabled, unit="jet", leave=False, dynamic_ncols=True)
 
 
 def pack(

@@ -25,6 +25,9 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _cmd_make_dataset(args) -> int:
+    from e2ecompress._extras import require
+
+    require("make-dataset", "generate")
     from e2ecompress.data.dataset import DatasetConfig, make_dataset
 
     cfg = DatasetConfig(
@@ -92,6 +95,9 @@ def _cmd_demo(args) -> int:
     """Generate a small labelled sample, summarize it, pack it (error-bounded, lossless, lossy) and unpack."""
     import numpy as np
 
+    from e2ecompress._extras import EXTRAS, require
+
+    require("demo", ("generate", "ml"), (*EXTRAS["generate"], "torch", "safetensors"))
     from e2ecompress import physics
     from e2ecompress.data.dataset import DatasetConfig, make_dataset
     from e2ecompress.io import open_jets

@@ -97,6 +97,9 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_show(args) -> int:
+    from e2ecompress._extras import require
+
+    require("show", "plot")
     from e2ecompress import api
     from e2ecompress.viz import plot_event
 

@@ -368,12 +368,10 @@ def _connect(client: Any, workers: int, scheduler: str | None, n_jobs: int) -> I
     if scheduler is None and (workers <= 1 or n_jobs <= 1):
         yield None, "in-process", 1
         return
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise E2EError(
-            "--workers / --scheduler need dask.distributed: pip install 'dask[distributed]'"
-        ) from None
+    from e2ecompress._extras import require
+
+    require("--workers / --scheduler", "dist")
+    from distributed import Client, LocalCluster
     if scheduler is not None:
         try:
             c = Client(scheduler)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from e2ecompress.data.detector import DETA, DPHI, HALF
+from e2ecompress.geometry import DETA, DPHI, HALF
 
 CALO_CHANNELS = ("ECAL", "HCAL")
 JET_RADIUS = 0.4  # anti-kT R of the generated jets

@@ -17,11 +17,10 @@ import math
 import numba
 import numpy as np
 
-# Geometry and detector constants (see ../shared PHYSICS facts and docs/DETECTOR.md).
-DETA = 0.0174  # ECAL crystal size in eta
-DPHI = 2.0 * math.pi / 360.0  # ECAL crystal size in phi
-NPIX = 125
-HALF = NPIX // 2  # the centre crystal is pixel (62, 62)
+from e2ecompress.geometry import DETA, DPHI, HALF, NPIX
+
+# Geometry and detector constants (see ../shared PHYSICS facts and docs/DETECTOR.md); the crystal grid
+# (DETA, DPHI, NPIX, HALF) is in e2ecompress.geometry.
 BFIELD = 3.8  # T
 R_ECAL = 1.29  # m
 R_HCAL = 1.8  # m

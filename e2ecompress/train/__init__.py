@@ -4,16 +4,6 @@ Library entry points take dataclasses (`TrainConfig`, `EvalConfig`, `BenchConfig
 (`python -m e2ecompress.train --help`) only builds them. Launch with torchrun for DDP (gloo on CPU).
 """
 
-from e2ecompress.train.config import (
-    BenchConfig,
-    DataConfig,
-    EvalConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-    default_config,
-)
-
 __all__ = [
     "BenchConfig",
     "DataConfig",
@@ -27,9 +17,24 @@ __all__ = [
     "run_train",
 ]
 
+_CONFIG = (
+    "BenchConfig",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "default_config",
+)
+
 
 def __getattr__(name: str):
-    # the heavy parts load on first use, so `--help` stays quick
+    # everything loads on first use: `--help` stays quick, and `python -m e2ecompress.train` can say
+    # which extra to install when torch is missing
+    if name in _CONFIG:
+        from e2ecompress.train import config
+
+        return getattr(config, name)
     if name == "run_train":
         from e2ecompress.train.engine import run_train
 
