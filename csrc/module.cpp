@@ -9,6 +9,7 @@ PYBIND11_MODULE(_core, m) {
   bind_patch(m);
   bind_rans(m);
   bind_runs(m);
+  bind_scan(m);
 #ifdef E2E_WITH_CUDA
   m.attr("has_cuda") = true;
 #else

@@ -8,23 +8,28 @@ batch = api.read("events.e2ez", 100, 200)      # random access: decodes only the
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import math
 import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from e2ecompress import __version__
+from e2ecompress import __version__, _core
 from e2ecompress.codec.image import CodecConfig, ImageCodec
 from e2ecompress.errors import DecodeError, E2EError, InputError
 from e2ecompress.format import ContainerReader, ContainerWriter
+from e2ecompress.fsutil import refuse_overwriting_inputs
 from e2ecompress.io import Batch, open_jets, open_writer
-from e2ecompress.io.base import METADATA_KEY
+from e2ecompress.io.base import METADATA_KEY, format_from_suffix, one_line
+from e2ecompress.io.batch import BufferRing
 
 DEFAULT_MODEL = "latent_qg3_default"
 DEFAULT_QUALITY = 3
@@ -46,6 +51,7 @@ class Summary:
     max_abs_error: float
     seconds: float
     image_bytes: int = 0  # pack: the coded image streams alone (the rest is other columns and framing)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (see profile_line)
 
     @property
     def bytes_per_jet(self) -> float:
@@ -56,18 +62,41 @@ class Summary:
         return self.n_jets / max(self.seconds, 1e-9)
 
     def line(self, verb: str = "packed") -> str:
+        """One line for the CLI. pack: bytes/jet and the size against raw float32 and the input file;
+        unpack: the sizes of the .e2ez read and of the file written."""
+        tail = (
+            f"max |error| {self.max_abs_error:.3g} GeV, {self.seconds:.1f} s ({self.jets_per_s:.0f} jets/s)"
+        )
+        if verb == "unpacked":
+            return (
+                f"{self.path}: unpacked {self.n_jets} jets ({self.mode}) from a {_size(self.input_bytes)} "
+                f".e2ez file into {_size(self.bytes)}, {tail}"
+            )
         ratio_raw = self.raw_bytes / max(self.bytes, 1)
         ratio_in = self.input_bytes / max(self.bytes, 1)
         images = f" (images {self.image_bytes / max(self.n_jets, 1):.1f})" if self.image_bytes else ""
         return (
             f"{self.path}: {verb} {self.n_jets} jets ({self.mode}), "
-            f"{self.bytes_per_jet:.1f} bytes/jet{images}, "
-            f"{ratio_raw:.0f}x smaller than raw float32, {ratio_in:.2f}x vs the input file, "
-            f"max |error| {self.max_abs_error:.3g} GeV, {self.seconds:.1f} s ({self.jets_per_s:.0f} jets/s)"
+            f"{self.bytes_per_jet:.1f} bytes/jet{images}, {_size(self.bytes)} from {_size(self.input_bytes)} "
+            f"({ratio_in:.2f}x smaller than the input file, {ratio_raw:.0f}x smaller than raw float32), "
+            f"{tail}"
         )
+
+    def profile_line(self) -> str:
+        """Where the time went: seconds per stage; "read" / "decode" count only the waits for the
+        background thread that reads (pack) or decodes (unpack) ahead."""
+        parts = ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
+        return f"  time: {parts} (total {self.seconds:.2f} s)"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "bytes_per_jet": self.bytes_per_jet, "jets_per_s": self.jets_per_s}
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def make_config(
@@ -95,6 +124,36 @@ def _load_latent(name_or_path: str | os.PathLike):
         raise
     except (OSError, ValueError, KeyError) as e:
         raise InputError(os.fspath(name_or_path), f"cannot load the model ({e})") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def image_header(f) -> dict[str, Any]:
+    """How the input held its images, so that unpack writes them back the same way: the pixel dtype, and
+    for parquet the X_jets field (its exact Arrow type, as a serialized schema) and its column position."""
+    info: dict[str, Any] = {"dtype": np.dtype(f.pixel_dtype).str}
+    field = getattr(f, "image_field", None)
+    if field is not None:
+        info["field"] = _b64(pa.schema([field]).serialize().to_pybytes())
+        info["index"] = int(f.image_index)
+    return info
+
+
+def _writer_options(header: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """Writer options that restore the packed file's image column type and other columns' schema
+    (headers of files written before these keys existed give the defaults)."""
+    opts: dict[str, Any] = {}
+    if "columns_schema" in header:
+        opts["schema"] = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(header["columns_schema"])))
+    image = header.get("image") or {}
+    if fmt == "parquet" and "field" in image:
+        opts["image_field"] = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(image["field"]))).field(0)
+        opts["image_index"] = int(image.get("index", 0))
+    elif fmt == "hdf5" and "dtype" in image:
+        opts["image_dtype"] = np.dtype(image["dtype"])
+    return opts
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -125,6 +184,7 @@ def pack(
     bit-exact) before the file is committed; nothing is left at dst on any failure.
     """
     src, dst = os.fspath(src), os.fspath(dst)
+    refuse_overwriting_inputs([src], [dst])
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     config = make_config(
@@ -135,6 +195,7 @@ def pack(
         keep_fraction=keep_fraction,
     )
     t0 = time.perf_counter()
+    clock = _Clock()
     with open_jets(src, channels) as f:
         names = f.channel_names
         latent = _load_latent(model or DEFAULT_MODEL) if config.uses_model else None
@@ -145,6 +206,8 @@ def pack(
             "channels_known": f.channels is not None,
             "shape": list(f.image_shape),
             "codec": config.to_dict(),
+            "image": image_header(f),
+            "columns_schema": _b64(f.other_schema.serialize().to_pybytes()),
             "model": None,
             "source": {
                 "name": os.path.basename(src),
@@ -164,13 +227,26 @@ def pack(
             }
         max_err, image_bytes = 0.0, 0
         with ContainerWriter(dst, header) as writer, _progress(f.n_jets, "pack", progress) as bar:
-            for batch in _prefetch(f.iter_batches(chunk_size)):
+            dtype = f.exact_dtype if config.mode != "lossy" else "float32"  # lossy codes float32
+            scratch = BufferRing(1)  # decoded chunks are only checked: one buffer, reused
+            batches = _prefetch(f.iter_batches(chunk_size, dtype=dtype, reuse=2))
+            for batch in clock.iterate("read", batches):
                 check = verify and config.mode != "lossy"
-                streams, rec = codec.encode(batch.images, decoded=config.mode == "lossy")
-                if config.mode != "lossy":
-                    rec = codec.decode(streams, len(batch))  # what unpack will produce
-                max_err = max(max_err, _check(rec, batch, config, dst, check))
-                writer.write_chunk(len(batch), streams, batch.table)
+                try:
+                    with clock("encode"):
+                        streams, rec = codec.encode(batch.images, decoded=config.mode == "lossy")
+                except E2EError as e:
+                    if isinstance(e, InputError):
+                        raise
+                    where = f"jets {batch.start}..{batch.start + len(batch) - 1}"
+                    raise E2EError(f"{src}: {where}: {e}") from None
+                with clock("verify"):
+                    if config.mode != "lossy":
+                        shape = (len(batch), *f.image_shape)
+                        rec = codec.decode(streams, len(batch), scratch.empty(shape, np.float32))  # = unpack
+                    max_err = max(max_err, _check(rec, batch, config, dst, check))
+                with clock("write"):
+                    writer.write_chunk(len(batch), streams, batch.table)
                 image_bytes += sum(len(v) for v in streams.values())
                 bar.update(len(batch))
             if latent is not None and embed_model:
@@ -189,12 +265,40 @@ def pack(
         max_err,
         time.perf_counter() - t0,
         image_bytes,
+        clock.seconds,
     )
+
+
+class _Clock:
+    """Seconds spent per named stage: `with clock("encode"):` or `for x in clock.iterate("read", it):`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+    def iterate(self, name: str, items: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            with self(name):
+                item = next(items, _DONE)
+            if item is _DONE:
+                return
+            yield item
+
+
+_DONE = object()
 
 
 def _prefetch(batches: Iterator[Batch]) -> Iterator[Batch]:
     """Read the next batch in a background thread while the current one is coded (Arrow and the
-    kernels release the GIL, so reading and coding overlap on two cores)."""
+    kernels release the GIL, so reading and coding overlap on two cores). Batch k + 2 is requested only
+    when the consumer asks for batch k + 1, so two recycled buffers (reuse=2) are enough."""
     from concurrent.futures import ThreadPoolExecutor
 
     done = object()
@@ -210,20 +314,18 @@ def _prefetch(batches: Iterator[Batch]) -> Iterator[Batch]:
 
 def _check(dec: np.ndarray, batch: Batch, config: CodecConfig, dst: str, verify: bool) -> float:
     """Max |error| of the decoded chunk; with verify, also check zeros stay zeros and the bound (or
-    bit-exactness), raising before anything is committed. Works on the non-zero pixels only."""
-    x = batch.images.reshape(-1)
-    d = dec.reshape(-1)
-    nz = np.flatnonzero(x)
-    err = float(np.max(np.abs(d[nz] - x[nz]))) if nz.size else 0.0
+    bit-exactness), raising before anything is committed. One pass in C++ (GIL released)."""
+    x = batch.images
+    d = dec if dec.dtype == np.float32 or x.dtype == np.float64 else dec.astype(np.float32)
+    bound = 0.0 if config.mode == "lossless" else float(np.float32(config.max_error))
+    err, false_nonzero, bits_differ, first = _core.compare(x, d, bound)
     if not verify:
         return err
     where = f"jets {batch.start}..{batch.start + len(batch) - 1}"
-    dnz = np.flatnonzero(d)
-    if dnz.size and np.any(x[dnz] == 0):
+    if false_nonzero:
         raise E2EError(f"{dst}: decoded non-zero pixels where the input is zero ({where}); nothing written")
-    bound = 0.0 if config.mode == "lossless" else float(np.float32(config.max_error))
-    exact = config.mode != "lossless" or np.array_equal(d.view(np.uint32), x.view(np.uint32))
-    if err > bound or not exact:
+    exact = config.mode != "lossless" or (d.dtype == x.dtype and bits_differ == 0)
+    if first >= 0 or not exact:
         raise E2EError(
             f"{dst}: {where} decode with error {err:.3g} above the bound {bound:g} "
             "(float32 precision; use a larger --max-error or --lossless); nothing written"
@@ -274,26 +376,31 @@ class Reader:
     def n_jets(self) -> int:
         return self._container.n_jets
 
-    def iter_batches(self, start: int = 0, stop: int | None = None) -> Iterator[Batch]:
-        """Decoded batches (one per chunk, trimmed to [start, stop))."""
+    def iter_batches(self, start: int = 0, stop: int | None = None, reuse: int = 0) -> Iterator[Batch]:
+        """Decoded batches (one per chunk, trimmed to [start, stop)). reuse=k > 0 decodes into k recycled
+        buffers: a batch's images are overwritten k batches later (for pipelines, see BufferRing)."""
         stop = self.n_jets if stop is None else stop
         if not 0 <= start <= stop <= self.n_jets:
             raise ValueError(f"range [{start}, {stop}) outside 0..{self.n_jets}")
+        ring = BufferRing(reuse)
         for chunk in self._container.iter_chunks(start, stop):
             try:
-                images = self.codec.decode(chunk.streams, chunk.n_jets)
+                out = ring.empty((chunk.n_jets, *self.shape), np.float32) if reuse else None
+                images = self.codec.decode(chunk.streams, chunk.n_jets, out)
             except DecodeError as e:
                 raise DecodeError(f"{self.path}: chunk {chunk.index}: {e}") from None
-            batch = Batch(images, chunk.table, chunk.start)
+            batch = Batch(images, chunk.table, chunk.start, str(images.dtype))
             lo, hi = max(start - chunk.start, 0), min(stop - chunk.start, chunk.n_jets)
             yield batch if (lo, hi) == (0, chunk.n_jets) else batch.slice(lo, hi)
 
     def read(self, start: int = 0, stop: int | None = None) -> Batch:
         batches = list(self.iter_batches(start, stop))
         if not batches:
-            table = None
-            if self._container.n_chunks:  # keep the columns of an empty range
+            table = None  # keep the columns of an empty range
+            if self._container.n_chunks:
                 table = self._container.read_chunk(0).table.slice(0, 0)
+            elif "columns_schema" in self.header:
+                table = _writer_options(self.header, "")["schema"].empty_table()
             return Batch(np.zeros((0, *self.shape), np.float32), table, start)
         return batches[0] if len(batches) == 1 else Batch.concat(batches)
 
@@ -349,21 +456,29 @@ def unpack(
 ) -> Summary:
     """Decode an .e2ez file into parquet or HDF5 (by suffix or fmt) with the input's other columns."""
     src, dst = os.fspath(src), os.fspath(dst)
+    refuse_overwriting_inputs([src], [dst])
     t0 = time.perf_counter()
+    clock = _Clock()
     with Reader(src, model) as r:
         h = r.header
         extra = dict(h.get("source", {}).get("metadata") or {})
         extra.pop(METADATA_KEY, None)
         channels = list(r.channels) if h.get("channels_known", True) else None
         max_err = float((r._container.footer_meta or {}).get("max_abs_error", math.nan))
+        fmt = format_from_suffix(dst, fmt)
+        try:
+            options = _writer_options(h, fmt)
+        except (pa.ArrowException, ValueError, TypeError) as e:
+            raise DecodeError(f"{src}: bad header ({one_line(e)})") from None
         with (
             open_writer(
-                dst, channels, layout=h.get("layout"), extra=extra, fmt=fmt, image_shape=r.shape
+                dst, channels, layout=h.get("layout"), extra=extra, fmt=fmt, image_shape=r.shape, **options
             ) as w,
             _progress(r.n_jets, "unpack", progress) as bar,
         ):
-            for batch in r.iter_batches():
-                w.write(batch)
+            for batch in clock.iterate("decode", _prefetch(r.iter_batches(reuse=2))):
+                with clock("write"):
+                    w.write(batch)
                 bar.update(len(batch))
         n = r.n_jets
     return Summary(
@@ -375,4 +490,5 @@ def unpack(
         os.path.getsize(src),
         max_err,
         time.perf_counter() - t0,
+        timings=clock.seconds,
     )

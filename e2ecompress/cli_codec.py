@@ -20,6 +20,16 @@ def _eps(text: str) -> float:
     return value
 
 
+def _level(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer level, got {text!r}") from None
+    if not 1 <= value <= 5:
+        raise argparse.ArgumentTypeError(f"must be a level from 1 to 5, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -51,8 +61,17 @@ def _cmd_pack(args) -> int:
     if not os.path.exists(src):
         raise InputError(src, "no such file")
     summary = api.pack(src, args.output, **opts, progress=not args.quiet and sys.stderr.isatty())
-    print(summary.line("packed"))
+    _report(summary, "packed", args)
     return 0
+
+
+def _report(summary, verb: str, args) -> None:
+    if args.json:
+        print(json.dumps(summary.to_dict()))
+        return
+    print(summary.line(verb))
+    if args.profile:
+        print(summary.profile_line())
 
 
 def _cmd_unpack(args) -> int:
@@ -67,7 +86,7 @@ def _cmd_unpack(args) -> int:
     summary = api.unpack(
         args.input[0], args.output, model=args.model, fmt=fmt, progress=not args.quiet and sys.stderr.isatty()
     )
-    print(summary.line("unpacked"))
+    _report(summary, "unpacked", args)
     return 0
 
 
@@ -133,6 +152,15 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _add_output_options(parser) -> None:
+    parser.add_argument(
+        "--profile", action="store_true", help="one file: also print the seconds spent per stage"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="one file: print the summary (sizes, speed, stage times) as JSON"
+    )
+
+
 def _add_cluster_options(parser) -> None:
     run = parser.add_mutually_exclusive_group()
     run.add_argument(
@@ -149,7 +177,9 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--model", help="latent model name or checkpoint directory (default: latent_qg3_default)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quality", type=int, help="lossy latent codec level, 1 (smallest) to 5 (default 3)")
+    mode.add_argument(
+        "--quality", type=_level, help="lossy latent codec level, 1 (smallest) to 5 (default 3)"
+    )
     mode.add_argument("--max-error", type=_eps, metavar="EPS", help="every pixel within EPS GeV")
     mode.add_argument("--lossless", action="store_true", help="exact float32 values")
     p.add_argument(
@@ -168,6 +198,7 @@ def add_commands(sub) -> None:
     p.add_argument("--embed-model", action="store_true", help="store the model in the file")
     p.add_argument("--channels", help="channel names for files that do not record them")
     p.add_argument("--quiet", action="store_true")
+    _add_output_options(p)
     _add_cluster_options(p)
     p.set_defaults(func=_cmd_pack)
 
@@ -179,6 +210,7 @@ def add_commands(sub) -> None:
     u.add_argument("--model", help="model to decode with (default: embedded, else the one recorded)")
     u.add_argument("--format", choices=("parquet", "h5"), help="output format (default: by suffix; parquet)")
     u.add_argument("--quiet", action="store_true")
+    _add_output_options(u)
     _add_cluster_options(u)
     u.set_defaults(func=_cmd_unpack)
 

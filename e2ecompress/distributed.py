@@ -30,6 +30,7 @@ from typing import Any
 
 from e2ecompress import __version__
 from e2ecompress.errors import E2EError, InputError
+from e2ecompress.fsutil import refuse_overwriting_inputs
 from e2ecompress.io.base import one_line
 
 PACK_INPUTS = (".parquet", ".h5", ".hdf5")
@@ -344,6 +345,7 @@ def _check_plan(kind: str, files: list[str], names: list[str], out_dir: str) -> 
         seen[n] = f
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise InputError(out_dir, "is a file; many shards need an output directory")
+    refuse_overwriting_inputs(files, [os.path.join(out_dir, n) for n in names])
     if not os.path.exists(out_dir) and os.path.splitext(out_dir)[1].lower() in (*PACK_INPUTS, PACK_OUTPUT):
         raise InputError(out_dir, "many shards need an output directory, not a file name")
     manifest = os.path.join(out_dir, MANIFEST)

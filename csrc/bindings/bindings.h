@@ -7,3 +7,4 @@ void bind_checksum(pybind11::module_& m);
 void bind_patch(pybind11::module_& m);
 void bind_rans(pybind11::module_& m);
 void bind_runs(pybind11::module_& m);
+void bind_scan(pybind11::module_& m);

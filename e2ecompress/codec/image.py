@@ -10,10 +10,14 @@ Modes (`CodecConfig.mode`):
   latent prediction (`predictor="model"`): |x - x'| <= EPS for every pixel. The step of a chunk is
   2 EPS (1 - 2**-8) - 2 ulp(max|x| + EPS) (stored in its "step" stream), so the float32 output stays within
   EPS. Zeros stay zeros; a non-zero pixel smaller than about EPS may decode to 0 (within the bound).
-- "lossless": occupancy (of the bit patterns: -0.0 is kept) plus the exact float32 values.
+- "lossless": occupancy (of the bit patterns: -0.0 is kept) plus the exact float32 values. A float64
+  chunk is coded as its float32 rounding plus an "f64" stream holding, for every pixel whose float64 bit
+  pattern differs from the widened float32 one, its position and the XOR of the two patterns (empty when
+  the chunk is float32-exact, the usual case); its presence makes `decode` return float64.
 
 Streams of a chunk (all optional-empty): "planes" (per jet and channel, FULL or the block offset),
-"c{i}.{kind}.{n,g,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid), "latent", "step".
+"c{i}.{kind}.{n,g,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid), "latent", "step",
+"f64".
 """
 
 from __future__ import annotations
@@ -69,7 +73,10 @@ class CodecConfig:
         """The quantization step of a chunk whose largest |value| is max_abs: 2 EPS (1 - margin) less the
         float32 spacing there, so that after rounding the output to float32 every pixel is within EPS."""
         eps = float(self.max_error)
-        ulp = float(np.spacing(np.float32(max_abs + eps)))
+        top = max_abs + eps
+        if not top < float(np.finfo(np.float32).max):
+            return math.nan  # decoded values could round to inf: no step works
+        ulp = float(np.spacing(np.float32(top)))
         return 2.0 * eps * (1.0 - STEP_MARGIN) - 2.0 * ulp
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,13 +154,14 @@ class ImageCodec:
 
     def _scatter(self, out: np.ndarray, values, cells, c, kind, sel, codes) -> None:
         """Write values at the cells of one plane kind into channel c of out [B, C, H, W]."""
-        flat = out.reshape(out.shape[0], out.shape[1], out.shape[2] * out.shape[3])
+        C, H, W = out.shape[1:]
+        flat = out.reshape(-1)  # one linear index: much faster than a 3-D fancy index
         jets = np.flatnonzero(sel)
         if kind == "px":
-            flat[jets[cells.plane], c, cells.index] = values
+            flat[(jets[cells.plane] * C + c) * (H * W) + cells.index] = values
             return
         plane, pix, src = sparse.expand_blocks(cells, codes[sel, c], self.blocks[c], self.image_size)
-        flat[jets[plane], c, pix] = values[src]
+        flat[(jets[plane] * C + c) * (H * W) + pix] = values[src]
 
     def _base(self, pred: np.ndarray | None, c, kind, sel, codes, cells: sparse.CellSet):
         """The model prediction at the cells (block means for block planes), or None."""
@@ -167,19 +175,28 @@ class ImageCodec:
 
     def encode(self, images: np.ndarray, decoded: bool = True) -> tuple[dict[str, bytes], np.ndarray | None]:
         """images [B, C, H, W] float32 -> (streams, the images the decoder will produce, or None when
-        decoded=False, which saves building them)."""
+        decoded=False, which saves building them). In lossless mode float64 images are coded exactly
+        (and decode to float64); the other modes code float32."""
+        if self.config.mode == "lossless" and np.asarray(images).dtype == np.float64:
+            wide = np.ascontiguousarray(images)
+            with np.errstate(over="ignore"):
+                narrow = wide.astype(np.float32)
+            streams, out = self.encode(narrow, decoded)
+            streams["f64"] = encode_f64_residual(wide, narrow)
+            return streams, None if out is None else wide.copy()
         images = np.ascontiguousarray(images, np.float32)
         key = images.view(np.int32) if self.config.mode == "lossless" else images  # lossless: -0.0 is kept
         codes = self._split(key)
         streams: dict[str, bytes] = {"planes": encode_ints(codes.ravel())}
         coding = sparse.ValueCoding(self.config.mode)
         if self.config.mode == "bounded":
-            max_abs = float(np.max(np.abs(images))) if images.size else 0.0
+            max_abs = max(float(images.max()), -float(images.min())) if images.size else 0.0
             step = self.config.step_for(max_abs)
             if not step > 0.5 * float(self.config.max_error):
                 raise E2EError(
-                    f"max error {self.config.max_error} is too small for float32 values up to {max_abs:.4g}; "
-                    "use a larger one or lossless mode"
+                    f"max error {self.config.max_error:g} does not fit float32 values up to {max_abs:.4g} "
+                    "(too small for their precision, or the bound reaches the float32 range); "
+                    "use another max error or lossless mode"
                 )
             coding = sparse.ValueCoding("bounded", step)
             streams["step"] = struct.pack("<d", step)
@@ -211,8 +228,10 @@ class ImageCodec:
                     self._scatter(out, rec, cells, c, kind, sel, codes)
         return streams, out
 
-    def decode(self, streams: Mapping[str, bytes], n_jets: int) -> np.ndarray:
-        """Streams of a chunk of n_jets -> images [n_jets, C, H, W] float32; DecodeError if corrupt."""
+    def decode(self, streams: Mapping[str, bytes], n_jets: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Streams of a chunk of n_jets -> images [n_jets, C, H, W] float32 (float64 for a lossless float64
+        chunk); DecodeError if corrupt. `out`: a float32 array of that shape to decode into (reused
+        buffers save page faults)."""
         C = len(self.channels)
         H, W = self.image_size
         codes = decode_ints(self._get(streams, "planes"), n_jets * C).reshape(n_jets, C)
@@ -250,7 +269,12 @@ class ImageCodec:
                 keep = self.latent.default_keep(pocc, self.config.keep_fraction)
             sym = self.latent.entropy_decode(self._get(streams, "latent"), pocc, keep, n_jets, self.level)
             pred = self.latent.decode(sym.cls, sym.tokens, pocc, keep, self.level)
-        out = np.zeros((n_jets, C, H, W), np.float32)
+        if out is None:
+            out = np.zeros((n_jets, C, H, W), np.float32)
+        else:
+            if out.shape != (n_jets, C, H, W) or out.dtype != np.float32:
+                raise ValueError(f"out must be float32 {(n_jets, C, H, W)}, got {out.dtype} {out.shape}")
+            out.fill(0)
         for c, kind, sel, _geom, cells in layouts:
             base = self._base(pred, c, kind, sel, codes, cells)
             if self.config.mode == "lossy":
@@ -258,6 +282,8 @@ class ImageCodec:
             else:
                 rec = sparse.decode_values(self._get(streams, f"c{c}.{kind}.v"), cells, base, coding)
             self._scatter(out, rec, cells, c, kind, sel, codes)
+        if "f64" in streams:
+            return decode_f64_residual(streams["f64"], out)
         return out
 
     @staticmethod
@@ -266,3 +292,39 @@ class ImageCodec:
             return streams[name]
         except KeyError:
             raise DecodeError(f"chunk has no {name!r} stream") from None
+
+
+def encode_f64_residual(wide: np.ndarray, narrow: np.ndarray) -> bytes:
+    """The "f64" stream: where float64 `wide` differs (bitwise) from float32 `narrow` widened, the flat
+    positions (gaps) and the XOR of the bit patterns (low and high 32 bits); b"" when there is none."""
+    bits = wide.reshape(-1).view(np.uint64)
+    xor = bits ^ narrow.reshape(-1).astype(np.float64).view(np.uint64)
+    pos = np.flatnonzero(xor)
+    if not pos.size:
+        return b""
+    x = xor[pos]
+    gaps = np.diff(pos, prepend=-1) - 1
+    parts = [encode_ints(a.astype(np.int64)) for a in (gaps, x & 0xFFFFFFFF, x >> np.uint64(32))]
+    return struct.pack("<QII", pos.size, len(parts[0]), len(parts[1])) + b"".join(parts)
+
+
+def decode_f64_residual(data: bytes, narrow: np.ndarray) -> np.ndarray:
+    """Inverse of `encode_f64_residual`: float64 images from the decoded float32 ones."""
+    wide = narrow.astype(np.float64)
+    if not data:
+        return wide
+    if len(data) < 16:
+        raise DecodeError("f64: truncated stream")
+    n, la, lb = struct.unpack_from("<QII", data)
+    if not 0 < n <= wide.size or 16 + la + lb > len(data):
+        raise DecodeError("f64: bad counts")
+    view = memoryview(data)
+    gaps = decode_ints(view[16 : 16 + la], n)
+    lo = decode_ints(view[16 + la : 16 + la + lb], n)
+    hi = decode_ints(view[16 + la + lb :], n)
+    pos = np.cumsum(gaps + 1) - 1
+    if (gaps < 0).any() or pos[-1] >= wide.size or lo.max() > 0xFFFFFFFF or hi.max() > 0xFFFFFFFF:
+        raise DecodeError("f64: position or value out of range")
+    flat = wide.reshape(-1).view(np.uint64)
+    flat[pos] ^= lo.astype(np.uint64) | (hi.astype(np.uint64) << np.uint64(32))
+    return wide

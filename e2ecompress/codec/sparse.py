@@ -125,8 +125,12 @@ def block_mean(planes: np.ndarray, offsets: np.ndarray, k: int) -> np.ndarray:
 
 def occupied_cells(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """planes [N, h, w] -> (plane id, flat index) of the non-zero cells, in plane then raster order."""
-    n = len(planes)
-    return np.nonzero(planes.reshape(n, int(np.prod(planes.shape[1:]))) != 0)
+    if planes.dtype not in (np.float32, np.float64, np.int32, np.int64):
+        n = len(planes)
+        return np.nonzero(planes.reshape(n, int(np.prod(planes.shape[1:]))) != 0)
+    if len(planes) and not planes[0].flags.c_contiguous:
+        planes = np.ascontiguousarray(planes)
+    return _core.nonzero_cells(planes)  # one pass in C++, GIL released
 
 
 def encode_occupancy(plane_id: np.ndarray, idx: np.ndarray, n: int) -> tuple[bytes, bytes]:

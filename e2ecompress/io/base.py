@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from e2ecompress.errors import InputError
 from e2ecompress.fsutil import remove_stale_temps
-from e2ecompress.io.batch import Batch
+from e2ecompress.io.batch import Batch, BufferRing
 from e2ecompress.layouts import IMAGE_SIZE, Layout, get_layout
 
 METADATA_KEY = "e2ecompress"
@@ -162,7 +162,7 @@ def parse_metadata(path: str, raw: bytes | str | None) -> dict[str, Any]:
 
 def first_nonfinite(images: np.ndarray) -> int | None:
     """Index of the first jet with a NaN or inf pixel, or None when all are finite."""
-    if np.isfinite(np.sum(images, dtype=np.float64)):
+    if not images.size or np.isfinite(float(images.max()) - float(images.min())):  # NaN and inf propagate
         return None
     bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
     hits = np.flatnonzero(bad)
@@ -224,9 +224,11 @@ class JetFile(ABC):
         stop: int | None = None,
         check_finite: bool = True,
         dtype: str = "float32",
+        reuse: int = 0,
     ) -> Iterator[Batch]:
         """Batches of `batch_size` jets (the last may be shorter) over rows [start, stop), streamed;
-        images as float32, or float64 with dtype="float64" (see `exact_dtype`)."""
+        images as float32, or float64 with dtype="float64" (see `exact_dtype`). reuse=k > 0 recycles k
+        image buffers: a batch's images are overwritten k batches later (for pipelines, see BufferRing)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         start, stop = self._check_range(start, stop)
@@ -234,7 +236,8 @@ class JetFile(ABC):
         dtype = str(np.dtype(dtype))
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        for first, images, table in self._iter_blocks(start, stop, batch_size, cols, dtype):
+        ring = BufferRing(reuse)
+        for first, images, table in self._iter_blocks(start, stop, batch_size, cols, dtype, ring):
             if check_finite:
                 bad = first_nonfinite(images)
                 if bad is not None:
@@ -264,9 +267,10 @@ class JetFile(ABC):
 
     @abstractmethod
     def _iter_blocks(
-        self, start: int, stop: int, batch_size: int, columns: list[str], dtype: str
+        self, start: int, stop: int, batch_size: int, columns: list[str], dtype: str, ring: BufferRing
     ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
-        """(first row, images [n, C, H, W] of dtype, table of `columns`) blocks of batch_size rows."""
+        """(first row, images [n, C, H, W] of dtype from ring.empty, table of `columns`) blocks of
+        batch_size rows."""
 
     @abstractmethod
     def close(self) -> None:

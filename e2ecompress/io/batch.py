@@ -9,6 +9,38 @@ import numpy as np
 import pyarrow as pa
 
 
+class BufferRing:
+    """Reuses `size` image buffers in turn (fresh 100 MB arrays cost more in page faults than the work
+    done on them). A buffer handed out is overwritten `size` requests later: only for pipelines that
+    drop each batch before then. size 0: always a new array."""
+
+    def __init__(self, size: int = 0):
+        self.size = int(size)
+        self._bufs: list[np.ndarray] = []
+        self._next = 0
+
+    def empty(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        if not self.size:
+            return np.empty(shape, dtype)
+        k = self._next
+        self._next = (k + 1) % self.size
+        n = int(np.prod(shape))
+        dtype = np.dtype(dtype)
+        if k == len(self._bufs):
+            self._bufs.append(np.empty(0, np.uint8))
+        if self._bufs[k].nbytes < n * dtype.itemsize:
+            self._bufs[k] = np.empty(n * dtype.itemsize, np.uint8)
+        return self._bufs[k][: n * dtype.itemsize].view(dtype).reshape(shape)
+
+    def zeros(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        out = self.empty(shape, dtype)
+        if self.size:
+            out.fill(0)
+        else:
+            out = np.zeros(shape, dtype)
+        return out
+
+
 def empty_table(n_rows: int) -> pa.Table:
     """A table with no columns and `n_rows` rows (for jets that carry no other columns)."""
     return pa.table({"_": pa.nulls(n_rows)}).drop_columns(["_"])

@@ -21,7 +21,7 @@ from e2ecompress.io.base import (
     parse_metadata,
     resolve_channels,
 )
-from e2ecompress.io.batch import Batch, empty_table
+from e2ecompress.io.batch import Batch, BufferRing, empty_table
 from e2ecompress.layouts import Layout
 
 JET = "jet"
@@ -116,7 +116,7 @@ class Hdf5JetFile(JetFile):
         return pa.schema(list(fields.values()), metadata=meta)
 
     def _iter_blocks(
-        self, start: int, stop: int, batch_size: int, columns: list[str], dtype: str
+        self, start: int, stop: int, batch_size: int, columns: list[str], dtype: str, ring: BufferRing
     ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
         schema = self._sub_schema(columns)
         for first in range(start, stop, batch_size):
@@ -126,7 +126,7 @@ class Hdf5JetFile(JetFile):
                 values = [self._columns[c][first:last].reshape(last - first) for c in columns]
             except OSError as e:
                 raise InputError(self.path, f"cannot read HDF5 data ({one_line(e)})") from None
-            images = np.empty((last - first, *self.image_shape), dtype)
+            images = ring.empty((last - first, *self.image_shape), dtype)
             images[...] = raw.transpose(0, 3, 1, 2)
             del raw
             if columns:

@@ -22,7 +22,7 @@ from e2ecompress.io.base import (
     parse_metadata,
     resolve_channels,
 )
-from e2ecompress.io.batch import Batch, concat_tables, empty_table
+from e2ecompress.io.batch import Batch, BufferRing, concat_tables, empty_table
 from e2ecompress.layouts import Layout
 
 IMAGE_COLUMN = "X_jets"
@@ -198,7 +198,7 @@ class ParquetJetFile(JetFile):
         return tuple(shape)
 
     def _iter_blocks(
-        self, start: int, stop: int, batch_size: int, columns: list[str], dtype: str
+        self, start: int, stop: int, batch_size: int, columns: list[str], dtype: str, ring: BufferRing
     ) -> Iterator[tuple[int, np.ndarray, pa.Table]]:
         if start == stop:
             return
@@ -221,7 +221,7 @@ class ParquetJetFile(JetFile):
             skip = 0
             while piece.num_rows:
                 if out is None:
-                    out = np.empty((min(batch_size, stop - pos), *self.image_shape), dtype)
+                    out = ring.empty((min(batch_size, stop - pos), *self.image_shape), dtype)
                     filled, parts, block_start = 0, [], pos
                 take = min(piece.num_rows, len(out) - filled)
                 part, piece = piece.slice(0, take), piece.slice(take)
