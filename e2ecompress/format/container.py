@@ -144,9 +144,11 @@ def decode_table(data: bytes | memoryview, n_rows: int, where: str) -> pa.Table:
     return table
 
 
-def encode_side_table(table: pa.Table, level: int = sidecols.DEFAULT_LEVEL) -> bytes:
+def encode_side_table(table: pa.Table, level: int | None = None) -> bytes:
     """A version 2 side table: the column coding when the table has columns it applies to and it decodes
-    back bit for bit (checked here), else the Arrow IPC stream of encode_table; a coding byte first."""
+    back bit for bit (checked here), else the Arrow IPC stream of encode_table; a coding byte first.
+
+    level: the column coding's zstd level (None: sidecols.pick_level)."""
     try:
         body = sidecols.encode_columns(table, level)
         if body is not None and not sidecols.same_table(table, sidecols.decode_columns(body, table.num_rows)):
