@@ -1,4 +1,5 @@
-"""Run every benchmark in sequence: patch kernels, the rANS coder, then bytes/jet vs physics fidelity.
+"""Run every benchmark in sequence: patch kernels, the rANS coder, pack / unpack speed end to end, then
+bytes/jet vs physics fidelity.
 
     python benchmarks/run_all.py [--quick] [--out results] [--threads 2] [--only kernels rans compression]
 
@@ -25,6 +26,11 @@ SUITE = {
         ["--batch", "64", "--channels", "3", "--patch", "8", "--min-time", "0.1"],
     ),
     "rans": ("bench_rans.py", [], ["--rows", "8192", "--min-reps", "2", "--min-time", "0.05"]),
+    "pipeline": (
+        "bench_pipeline.py",
+        ["--out", str(HERE.parent / "results" / "pipeline.md")],
+        ["--jets", "512", "--repeats", "1"],
+    ),
     "compression": ("compression.py", [], ["--quick"]),
 }
 
