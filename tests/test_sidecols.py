@@ -261,6 +261,12 @@ def test_empty_tables():
         round_trip(empty_table(n).replace_schema_metadata({"k": "v"}), layout.SIDE_IPC)
 
 
+def test_duplicate_names_and_all_null_columns():
+    arrays = [pa.array([1, 2, 3]), pa.array(["a", "b", "c"]), pa.array([1.5, None, -0.0])]
+    arrays.append(pa.nulls(3, pa.int64()))
+    round_trip(pa.Table.from_arrays(arrays, names=["x", "x", "y", "x"]))
+
+
 def test_extension_type_column():
     class Label(pa.ExtensionType):
         def __init__(self):
