@@ -26,6 +26,7 @@ SUITE = {
         ["--batch", "64", "--channels", "3", "--patch", "8", "--min-time", "0.1"],
     ),
     "rans": ("bench_rans.py", [], ["--rows", "8192", "--min-reps", "2", "--min-time", "0.05"]),
+    "sidecols": ("bench_sidecols.py", [], []),
     "pipeline": (
         "bench_pipeline.py",
         ["--out", str(HERE.parent / "results" / "pipeline.md")],

@@ -411,12 +411,14 @@ def test_pack_streams_in_bounded_memory(tmp_path):
     assert peaks["eight.parquet"] < 6 * chunk_bytes, peaks
 
 
-# --- v1 fixtures (tools/make_fixtures.py): old files must keep decoding to the same images ------------------
+# --- fixtures of every format version (tools/make_fixtures.py): old files keep decoding the same ---
+
+VERSIONS = (1, 2)
 
 
-@pytest.fixture(scope="module")
-def expected() -> dict:
-    return json.loads((FIXTURES / "v1_expected.json").read_text())
+@pytest.fixture(scope="module", params=VERSIONS, ids=[f"v{v}" for v in VERSIONS])
+def expected(request) -> dict:
+    return json.loads((FIXTURES / f"v{request.param}_expected.json").read_text())
 
 
 def _sha256(images: np.ndarray) -> str:
@@ -424,8 +426,10 @@ def _sha256(images: np.ndarray) -> str:
 
 
 def test_fixture_files_are_small(expected):
-    names = [expected["input"]["file"], *expected["fixtures"], "v1_expected.json"]
+    version = expected["format_version"]
+    names = [expected["input"]["file"], *expected["fixtures"], f"v{version}_expected.json"]
     assert sum((FIXTURES / name).stat().st_size for name in names) < 200_000
+    assert all(name.startswith(f"v{version}_") for name in expected["fixtures"])
 
 
 def test_fixture_input(expected):
@@ -435,13 +439,15 @@ def test_fixture_input(expected):
     assert _sha256(images) == expected["input"]["images_sha256"]
 
 
-@pytest.mark.parametrize("name", ["v1_bounded_0.01.e2ez", "v1_lossless.e2ez"])
-def test_fixture_decodes_to_the_same_images(expected, name):
+@pytest.mark.parametrize("mode", ["bounded_0.01", "lossless"])
+def test_fixture_decodes_to_the_same_images(expected, mode):
+    name = f"v{expected['format_version']}_{mode}.e2ez"
     want = expected["fixtures"][name]
     path = FIXTURES / name
     with ContainerReader(path) as r:
         assert [c.n_jets for c in r.chunks] == want["chunks"] == [10, 10, 4]
         assert r.header["codec"]["mode"] == want["mode"]
+        assert r.version == expected["format_version"]
     batch = api.read(path)
     assert _sha256(batch.images) == want["images_sha256"]
     assert int(np.count_nonzero(batch.images)) == want["nonzero_pixels"]
@@ -455,9 +461,10 @@ def test_fixture_decodes_to_the_same_images(expected, name):
 
 
 def test_fixture_unpacks(expected, tmp_path, capsys):
-    assert run_cli(capsys, "unpack", FIXTURES / "v1_bounded_0.01.e2ez", tmp_path / "x.parquet")[0] == 0
+    name = f"v{expected['format_version']}_bounded_0.01.e2ez"
+    assert run_cli(capsys, "unpack", FIXTURES / name, tmp_path / "x.parquet")[0] == 0
     with open_jets(tmp_path / "x.parquet") as f:
-        assert _sha256(f.read().images) == expected["fixtures"]["v1_bounded_0.01.e2ez"]["images_sha256"]
+        assert _sha256(f.read().images) == expected["fixtures"][name]["images_sha256"]
     restored = pq.read_table(tmp_path / "x.parquet")
     original = pq.read_table(FIXTURES / expected["input"]["file"])
     assert restored.drop_columns(["X_jets"]).equals(original.drop_columns(["X_jets"]))

@@ -10,14 +10,15 @@ Files (together well under 200 KB):
   like generated CMS jets: ECAL and Tracks sparse pixels above a threshold, HCAL constant on 5x5 towers at
   a random grid offset (every fourth jet: a pixel plane instead), plus the columns y (float), pt (double),
   parton_id (int32), jet_uid (int64) and sample (string).
-- v1_bounded_0.01.e2ez, v1_lossless.e2ez: that file packed with --max-error 0.01 and --lossless,
-  10 jets per chunk (3 chunks).
-- v1_expected.json: per fixture the SHA-256 of its decoded images (float32 little-endian, C order
+- vN_bounded_0.01.e2ez, vN_lossless.e2ez (N: the format version of this release): that file packed with
+  --max-error 0.01 and --lossless, 10 jets per chunk (3 chunks).
+- vN_expected.json: per fixture the SHA-256 of its decoded images (float32 little-endian, C order
   [N, C, H, W]) and summary numbers, plus the same for the input images.
 
-tests/test_pack.py decodes the committed .e2ez files and checks them against v1_expected.json, so any
-change to the container or the codec that stops old files from decoding to the same images fails there.
-Fixtures of a new format version go beside these under new names (v2_...), never over them.
+tests/test_pack.py decodes the committed .e2ez files of every version and checks them against their
+vN_expected.json, so any change to the container or the codec that stops old files from decoding to the
+same images fails there. Fixtures of a new format version go beside the old ones, never over them; the
+input file is shared (it is written only when missing).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ CHANNELS = ("ECAL", "HCAL", "Tracks")
 SIZE = 125
 TOWER = 5
 INPUT = "jets_small.parquet"
-FIXTURES = {"v1_bounded_0.01.e2ez": {"max_error": 0.01}, "v1_lossless.e2ez": {"lossless": True}}
-EXPECTED = "v1_expected.json"
+PREFIX = f"v{FORMAT_VERSION}_"
+FIXTURES = {f"{PREFIX}bounded_0.01.e2ez": {"max_error": 0.01}, f"{PREFIX}lossless.e2ez": {"lossless": True}}
+EXPECTED = f"{PREFIX}expected.json"
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests", "fixtures")
 
 
@@ -105,14 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = os.path.normpath(args.out)
     names = [INPUT, *FIXTURES, EXPECTED]
-    there = [n for n in names if os.path.exists(os.path.join(out, n))]
+    there = [n for n in names[1:] if os.path.exists(os.path.join(out, n))]
     if there and not args.force:
         print(f"{out}: {', '.join(there)} exist; old fixtures stay as they are (--force)", file=sys.stderr)
         return 2
     os.makedirs(out, exist_ok=True)
     src = os.path.join(out, INPUT)
-    jets = make_jets()
-    write_jets(src, [jets], channels=CHANNELS, extra={"seed": SEED, "purpose": "e2ez v1 fixture"})
+    if args.force or not os.path.exists(src):
+        jets = make_jets()
+        write_jets(src, [jets], channels=CHANNELS, extra={"seed": SEED, "purpose": "e2ez v1 fixture"})
     with open_jets(src) as f:
         original = f.read().images
     expected = {
