@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from e2ecompress import __version__, _core
+from e2ecompress.codec.budget import add_streams, per_jet
 from e2ecompress.codec.image import CodecConfig, ImageCodec
 from e2ecompress.errors import DecodeError, E2EError, InputError
 from e2ecompress.format import ContainerReader, ContainerWriter
@@ -427,12 +428,15 @@ def read(path: str | os.PathLike, start: int = 0, stop: int | None = None, model
         return r.read(start, stop)
 
 
-def inspect(path: str | os.PathLike) -> dict[str, Any]:
-    """Header, footer and sizes of an .e2ez file, without decoding it (no model needed)."""
+def inspect(path: str | os.PathLike, budget: bool = True) -> dict[str, Any]:
+    """Header, footer and sizes of an .e2ez file, without decoding images (no model needed).
+
+    budget: also read every chunk (not decoding images) for the bytes/jet of each component: positions
+    and values per channel, the other coded streams, side columns, and framing (the rest of the file)."""
     with ContainerReader(os.fspath(path)) as c:
         n = c.n_jets
         shape = c.header.get("shape", [0])
-        return {
+        info = {
             "path": os.fspath(path),
             "n_jets": n,
             "bytes": c.file_size,
@@ -444,6 +448,18 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
             "footer": c.footer_meta,
             "attachments": list(c.attachment_names),
         }
+        if budget:
+            totals: dict[str, int] = {}
+            side = 0
+            for chunk in c.iter_chunks():
+                add_streams(totals, {k: len(v) for k, v in chunk.streams.items()}, c.header.get("channels"))
+                side += chunk.table_bytes
+            images = sum(totals.values())
+            totals["side columns"] = side
+            totals["framing"] = c.file_size - images - side
+            info["image_bytes_per_jet"] = images / max(n, 1)
+            info["budget"] = per_jet(totals, n)
+        return info
 
 
 def unpack(

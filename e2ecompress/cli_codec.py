@@ -107,6 +107,9 @@ def _cmd_inspect(args) -> int:
     print(f"  mode {codec.get('mode')} {setting.get(codec.get('mode'), '')}".rstrip())
     if model:
         print(f"  model {model.get('name')} id {model.get('id', '')[:16]} embedded={model.get('embedded')}")
+    if info.get("budget"):
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in info["budget"].items() if v >= 0.05)
+        print(f"  bytes/jet: images {info['image_bytes_per_jet']:.1f}; {parts}")
     footer = info.get("footer") or {}
     if "max_abs_error" in footer:
         print(f"  max |error| measured at pack: {footer['max_abs_error']:.4g} GeV")

@@ -32,6 +32,7 @@ def _point(name: str, codec: E2ECodec, max_error: float | None = None, lossless:
         params,
         lossless=lossless,
         max_error=max_error,
+        components=codec.stream_sizes,
     )
 
 

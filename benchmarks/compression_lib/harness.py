@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from e2ecompress.codec.budget import add_streams, per_jet
 from e2ecompress.io import open_jets
 from e2ecompress.models import load_model
 
@@ -168,7 +169,7 @@ class Bench:
         sc = self.scenario
         n_bytes, enc_s, dec_s = 0, 0.0, 0.0
         exact, within, reused = True, True, True
-        parts = []
+        parts, streams = [], {}
         for i, (lo, hi) in enumerate(chunks(len(sc))):
             x = sc.images[lo:hi]
             blob, t = best_time(lambda x=x: point.encode(x), self.reps)
@@ -176,6 +177,8 @@ class Bench:
             y, t = best_time(lambda blob=blob, n=hi - lo: point.decode(blob, n), self.reps)
             dec_s += t
             n_bytes += len(blob)
+            if point.components is not None:
+                add_streams(streams, point.components(blob), sc.channels)
             if y.shape != x.shape or y.dtype != np.float32:
                 raise ValueError(f"{point.name}: decoded {y.shape} {y.dtype}, expected {x.shape} float32")
             key = digest(y)
@@ -206,6 +209,9 @@ class Bench:
             "bound_ok": exact if point.lossless else within,
             "reused_metrics": reused,
         }
+        if streams:
+            streams["framing"] = n_bytes - sum(streams.values())
+            row["components_per_jet"] = per_jet(streams, n)
         labels = sc.labels if self.classifier is not None else None
         row.update(summarize(self.ref, concat(parts), sc.channels, labels))
         return row

@@ -33,7 +33,8 @@ class OperatingPoint:
 
     encode: images [n, C, H, W] float32 -> bytes (self-contained);  decode: (bytes, n) -> images.
     family groups points into one curve of the plots; lossless points must decode bit-exactly and
-    max_error is the absolute error bound a lossy point promises (checked on every pixel).
+    max_error is the absolute error bound a lossy point promises (checked on every pixel); components,
+    when given, splits a blob into its named streams for the size budget.
     """
 
     name: str
@@ -43,6 +44,7 @@ class OperatingPoint:
     params: dict[str, Any] = field(default_factory=dict)
     lossless: bool = False
     max_error: float | None = None
+    components: Callable[[bytes], dict[str, int]] | None = None  # stream name -> bytes of one blob
 
 
 def _images(buf, n: int, shape: Shape) -> np.ndarray:

@@ -128,6 +128,30 @@ def scenario_table(sc: dict[str, Any], channels: list[str]) -> str:
     return "\n".join(lines)
 
 
+def budget_table(sc: dict[str, Any]) -> list[str]:
+    """Bytes/jet per component (positions / values per channel, other streams, framing) of the points
+    that report their streams: every change is judged on the stream it touches."""
+    rows = [r for r in sc["rows"] if r.get("components_per_jet")]
+    if not rows:
+        return []
+    totals: dict[str, float] = {}
+    for r in rows:
+        for k, v in r["components_per_jet"].items():
+            totals[k] = totals.get(k, 0.0) + v
+    cols = [k for k in sorted(totals, key=lambda k: -totals[k]) if totals[k] / len(rows) >= 0.05]
+    lines = [
+        "Where the bytes go (image bytes/jet per component; framing = frame headers and CRCs):",
+        "",
+        "| codec | total | " + " | ".join(cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for r in rows:
+        c = r["components_per_jet"]
+        cells = " | ".join(f"{c[k]:.1f}" if k in c else "–" for k in cols)
+        lines.append(f"| {r['name']} | {r['bytes_per_jet']:.1f} | {cells} |")
+    return [*lines, ""]
+
+
 def plot_rate_distortion(results: dict[str, Any], out_dir: str) -> list[str]:
     """One PNG per metric, one panel per scenario; returns the file names."""
     names = []
@@ -231,6 +255,7 @@ def write_markdown(results: dict[str, Any], path: str, plots: list[str]) -> None
             *[f"{note}\n" for note in sc["notes"]],
             scenario_table(sc, list(sc["channels"])),
             "",
+            *budget_table(sc),
             "Both zstd levels of the sparse baseline, bytes/jet: "
             + "; ".join(
                 f"{r['name']} ε={r['params'].get('eps', 'lossless')}: {r['bytes_per_jet']:,.0f}"

@@ -290,6 +290,11 @@ class E2ECodec(_Base):
             )
         return {"shape": shape, "dtype": dtype, "order": order, "images": images}, streams
 
+    def stream_sizes(self, buf) -> dict[str, int]:
+        """Bytes of each coded stream of a frame (CRC-checked, not decoded): for size budgets."""
+        _, streams = self._read_header(self._frame_bytes(buf))
+        return {name: len(data) for name, data in streams.items()}
+
     def decode(self, buf, out=None):
         head, streams = self._read_header(self._frame_bytes(buf))
         B, _, H, W = head["images"]

@@ -75,6 +75,7 @@ class Chunk(NamedTuple):
     n_jets: int
     streams: dict[str, bytes]
     table: pa.Table
+    table_bytes: int = 0  # the coded side table's size in the record
 
     @property
     def stop(self) -> int:
@@ -255,7 +256,7 @@ def parse_chunk(record: bytes, info: ChunkInfo, where: str, version: int = FORMA
             f"{where}: side table is {table_len} bytes but {end - pos} remain in the record (file corrupt)"
         )
     table = decode_side_table(memoryview(record)[pos:end], n_jets, where, version)
-    return Chunk(index, start, n_jets, streams, table)
+    return Chunk(index, start, n_jets, streams, table, table_len)
 
 
 def attachment_head(name: bytes, data_len: int) -> bytes:
