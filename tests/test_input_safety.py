@@ -215,3 +215,18 @@ def test_unpack_summary_states_sizes(doubles, tmp_path, capsys):
     code, text, _ = run_cli(capsys, "unpack", tmp_path / "x.e2ez", tmp_path / "back.parquet")
     assert code == 0 and "vs the input" not in text
     assert " .e2ez file into " in text and "kB" in text
+
+
+def test_inspect_budget_adds_up(doubles, tmp_path, capsys):
+    path = tmp_path / "x.e2ez"
+    api.pack(doubles["path"], path, max_error=0.01, channels=CHANNELS, chunk_size=5)
+    info = api.inspect(path)
+    budget = info["budget"]
+    assert sum(budget.values()) * N == pytest.approx(info["bytes"])
+    for c in CHANNELS:
+        assert budget[f"positions {c}"] > 0 and budget[f"values {c}"] > 0
+    assert budget["side columns"] > 0 and budget["framing"] > 0
+    images = sum(v for k, v in budget.items() if k not in ("side columns", "framing"))
+    assert images == pytest.approx(info["image_bytes_per_jet"])
+    code, text, _ = run_cli(capsys, "inspect", path)
+    assert code == 0 and "bytes/jet: images" in text and "positions ECAL" in text
