@@ -230,3 +230,21 @@ def test_inspect_budget_adds_up(doubles, tmp_path, capsys):
     assert images == pytest.approx(info["image_bytes_per_jet"])
     code, text, _ = run_cli(capsys, "inspect", path)
     assert code == 0 and "bytes/jet: images" in text and "positions ECAL" in text
+
+
+def test_unnamed_channels_compress_like_named_ones(images, tmp_path):
+    """Tower planes are found in the data: a public-style file without channel names, in another channel
+    order, codes to the same image bytes as the named file."""
+    order = [2, 0, 1]  # Tracks, ECAL, HCAL like the public files
+    rng = np.random.default_rng(9)
+    public = tmp_path / "public.parquet"
+    pq.write_table(_public_table(images[:, order], DOUBLE, rng), public)
+    named = tmp_path / "named.parquet"
+    write_jets(named, [Batch(images)], channels=CHANNELS)
+    sizes = {}
+    for name, src in (("public", public), ("named", named)):
+        summary = api.pack(src, tmp_path / f"{name}.e2ez", max_error=0.01)
+        sizes[name] = summary.image_bytes
+    assert sizes["public"] == sizes["named"]
+    back = api.read(tmp_path / "public.e2ez").images
+    assert np.abs(back - images[:, order]).max() <= 0.01

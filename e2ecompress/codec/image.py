@@ -17,7 +17,8 @@ Modes (`CodecConfig.mode`):
 
 Streams of a chunk (all optional-empty): "planes" (per jet and channel, FULL or the block offset),
 "c{i}.{kind}.{n,g,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid), "latent", "step",
-"f64".
+"f64", "blocks" (per channel the size k of the k x k blocks its planes may be constant on, found in the
+chunk's data by `sparse.detect_blocks`, 0 for none; never from a channel's name).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,10 @@ class CodecConfig:
     max_error: float | None = None
     predictor: str = "none"
     keep_fraction: float = 1.0
-    blocks: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_BLOCKS))
+    # block sizes by channel name; None (the default): found in each chunk's data. Either way the sizes
+    # used are stored per chunk (the "blocks" stream); chunks written before that stream existed decode
+    # with these names, or DEFAULT_BLOCKS when None.
+    blocks: Mapping[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -81,7 +85,7 @@ class CodecConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["blocks"] = dict(self.blocks)
+        d["blocks"] = None if self.blocks is None else dict(self.blocks)
         return d
 
     @classmethod
@@ -119,7 +123,6 @@ class ImageCodec:
         if config.mode == "lossy" and latent is not None and config.quality not in latent.levels:
             raise ValueError(f"quality must be one of {sorted(latent.levels)}, got {config.quality}")
         self.latent = latent if config.uses_model else None
-        self.blocks = sparse.channel_blocks(self.channels, config.blocks)
 
     @property
     def level(self) -> int:
@@ -128,18 +131,18 @@ class ImageCodec:
         return max(self.latent.levels)  # bounded + model: the finest latent level
 
     # -----------------------------------------------------------------------------------------------
-    def _split(self, images: np.ndarray) -> np.ndarray:
+    def _split(self, images: np.ndarray, ks: Sequence[int]) -> np.ndarray:
         """-> plane codes [B, C]: FULL, or the block offset of a block-constant plane."""
         B, C = images.shape[:2]
         codes = np.full((B, C), sparse.FULL, np.int64)
-        for c, k in enumerate(self.blocks):
+        for c, k in enumerate(ks):
             if k:
                 codes[:, c] = sparse.find_block_offsets(images[:, c], k)
         return codes
 
-    def _kinds(self, c: int, codes: np.ndarray):
+    def _kinds(self, c: int, codes: np.ndarray, ks: Sequence[int]):
         """(kind, selector of the jets, plane geometry (h, w)) of channel c's plane kinds."""
-        k = self.blocks[c]
+        k = ks[c]
         H, W = self.image_size
         yield "px", codes[:, c] == sparse.FULL, (H, W)
         if k:
@@ -147,12 +150,12 @@ class ImageCodec:
             yield "blk", codes[:, c] != sparse.FULL, g
 
     def _planes(
-        self, images: np.ndarray, c: int, kind: str, sel: np.ndarray, codes: np.ndarray
+        self, images: np.ndarray, c: int, kind: str, sel: np.ndarray, codes: np.ndarray, ks: Sequence[int]
     ) -> np.ndarray:
         planes = images[:, c] if sel.all() else images[sel, c]
-        return sparse.to_blocks(planes, codes[sel, c], self.blocks[c]) if kind == "blk" else planes
+        return sparse.to_blocks(planes, codes[sel, c], ks[c]) if kind == "blk" else planes
 
-    def _scatter(self, out: np.ndarray, values, cells, c, kind, sel, codes) -> None:
+    def _scatter(self, out: np.ndarray, values, cells, c, kind, sel, codes, ks) -> None:
         """Write values at the cells of one plane kind into channel c of out [B, C, H, W]."""
         C, H, W = out.shape[1:]
         flat = out.reshape(-1)  # one linear index: much faster than a 3-D fancy index
@@ -160,16 +163,16 @@ class ImageCodec:
         if kind == "px":
             flat[(jets[cells.plane] * C + c) * (H * W) + cells.index] = values
             return
-        plane, pix, src = sparse.expand_blocks(cells, codes[sel, c], self.blocks[c], self.image_size)
+        plane, pix, src = sparse.expand_blocks(cells, codes[sel, c], ks[c], self.image_size)
         flat[(jets[plane] * C + c) * (H * W) + pix] = values[src]
 
-    def _base(self, pred: np.ndarray | None, c, kind, sel, codes, cells: sparse.CellSet):
+    def _base(self, pred: np.ndarray | None, c, kind, sel, codes, ks, cells: sparse.CellSet):
         """The model prediction at the cells (block means for block planes), or None."""
         if pred is None:
             return None
         planes = pred[sel, c]
         if kind == "blk":
-            k = self.blocks[c]
+            k = ks[c]
             planes = sparse.to_blocks(sparse.block_mean(planes, codes[sel, c], k), codes[sel, c], k)
         return planes.reshape(len(planes), planes.shape[1] * planes.shape[2])[cells.plane, cells.index]
 
@@ -186,8 +189,15 @@ class ImageCodec:
             return streams, None if out is None else wide.copy()
         images = np.ascontiguousarray(images, np.float32)
         key = images.view(np.int32) if self.config.mode == "lossless" else images  # lossless: -0.0 is kept
-        codes = self._split(key)
-        streams: dict[str, bytes] = {"planes": encode_ints(codes.ravel())}
+        if self.config.blocks is None:
+            ks = sparse.detect_blocks(key)
+        else:
+            ks = sparse.channel_blocks(self.channels, self.config.blocks)
+        codes = self._split(key, ks)
+        streams: dict[str, bytes] = {
+            "blocks": encode_ints(np.asarray(ks)),
+            "planes": encode_ints(codes.ravel()),
+        }
         coding = sparse.ValueCoding(self.config.mode)
         if self.config.mode == "bounded":
             max_abs = max(float(images.max()), -float(images.min())) if images.size else 0.0
@@ -211,21 +221,21 @@ class ImageCodec:
             pred = self.latent.decode(sym.cls, sym.tokens, sym.occ, sym.keep, self.level)
         out = np.zeros_like(images) if decoded else None
         for c in range(len(self.channels)):
-            for kind, sel, geom in self._kinds(c, codes):
-                planes = self._planes(images, c, kind, sel, codes)
-                occupied = planes if key is images else self._planes(key, c, kind, sel, codes)
+            for kind, sel, geom in self._kinds(c, codes, ks):
+                planes = self._planes(images, c, kind, sel, codes, ks)
+                occupied = planes if key is images else self._planes(key, c, kind, sel, codes, ks)
                 pid, idx = sparse.occupied_cells(occupied)
                 cells = sparse.CellSet(pid, idx, geom[1])
                 prefix = f"c{c}.{kind}."
                 streams[prefix + "n"], streams[prefix + "g"] = sparse.encode_occupancy(pid, idx, len(planes))
-                base = self._base(pred, c, kind, sel, codes, cells)
+                base = self._base(pred, c, kind, sel, codes, ks, cells)
                 if self.config.mode == "lossy":
                     rec = base.astype(np.float32)
                 else:
                     x = planes.reshape(len(planes), geom[0] * geom[1])[pid, idx]
                     streams[prefix + "v"], rec = sparse.encode_values(cells, x, base, coding)
                 if out is not None:
-                    self._scatter(out, rec, cells, c, kind, sel, codes)
+                    self._scatter(out, rec, cells, c, kind, sel, codes, ks)
         return streams, out
 
     def decode(self, streams: Mapping[str, bytes], n_jets: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -234,6 +244,7 @@ class ImageCodec:
         buffers save page faults)."""
         C = len(self.channels)
         H, W = self.image_size
+        ks = self._block_sizes(streams)
         codes = decode_ints(self._get(streams, "planes"), n_jets * C).reshape(n_jets, C)
         coding = sparse.ValueCoding(self.config.mode)
         if self.config.mode == "bounded":
@@ -242,14 +253,14 @@ class ImageCodec:
             if not 0.0 < step <= 2.0 * float(self.config.max_error):
                 raise DecodeError("step: missing or outside (0, 2 max_error]")
             coding = sparse.ValueCoding("bounded", step)
-        for c, k in enumerate(self.blocks):
+        for c, k in enumerate(ks):
             bad = (codes[:, c] != sparse.FULL) & ((codes[:, c] < 0) | (codes[:, c] >= k * k))
             if bad.any():
                 raise DecodeError("planes: bad plane code")
         occ_img = np.zeros((n_jets, C, H, W), np.float32) if self.latent is not None else None
         layouts = []
         for c in range(C):
-            for kind, sel, geom in self._kinds(c, codes):
+            for kind, sel, geom in self._kinds(c, codes, ks):
                 prefix = f"c{c}.{kind}."
                 names = [prefix + "n", prefix + "g"]
                 pid, idx = sparse.decode_occupancy(
@@ -257,9 +268,9 @@ class ImageCodec:
                 )
                 cells = sparse.CellSet(pid, idx, geom[1])
                 if occ_img is not None:
-                    self._scatter(occ_img, np.ones(len(idx), np.float32), cells, c, kind, sel, codes)
+                    self._scatter(occ_img, np.ones(len(idx), np.float32), cells, c, kind, sel, codes, ks)
                 elif kind == "blk":  # check the cells lie inside the image before decoding values
-                    sparse.expand_blocks(cells, codes[sel, c], self.blocks[c], self.image_size)
+                    sparse.expand_blocks(cells, codes[sel, c], ks[c], self.image_size)
                 layouts.append((c, kind, sel, geom, cells))
         pred = None
         if self.latent is not None:
@@ -276,15 +287,26 @@ class ImageCodec:
                 raise ValueError(f"out must be float32 {(n_jets, C, H, W)}, got {out.dtype} {out.shape}")
             out.fill(0)
         for c, kind, sel, _geom, cells in layouts:
-            base = self._base(pred, c, kind, sel, codes, cells)
+            base = self._base(pred, c, kind, sel, codes, ks, cells)
             if self.config.mode == "lossy":
                 rec = base.astype(np.float32)
             else:
                 rec = sparse.decode_values(self._get(streams, f"c{c}.{kind}.v"), cells, base, coding)
-            self._scatter(out, rec, cells, c, kind, sel, codes)
+            self._scatter(out, rec, cells, c, kind, sel, codes, ks)
         if "f64" in streams:
             return decode_f64_residual(streams["f64"], out)
         return out
+
+    def _block_sizes(self, streams: Mapping[str, bytes]) -> list[int]:
+        """Block size per channel of a chunk: the "blocks" stream (found in the data when packed), or for
+        files written before it existed the configured sizes by channel name."""
+        if "blocks" not in streams:
+            legacy = DEFAULT_BLOCKS if self.config.blocks is None else self.config.blocks
+            return sparse.channel_blocks(self.channels, legacy)
+        ks = decode_ints(streams["blocks"], len(self.channels))
+        if (ks < 0).any() or (ks > sparse.MAX_BLOCK).any():
+            raise DecodeError("blocks: block size out of range")
+        return [int(k) for k in ks]
 
     @staticmethod
     def _get(streams: Mapping[str, bytes], name: str) -> bytes:

@@ -50,6 +50,42 @@ def _block_layout(size: int, k: int, offset: int) -> tuple[np.ndarray, np.ndarra
     return block_of, first, grid
 
 
+MAX_BLOCK = 16  # the largest block size looked for
+_SAMPLE = 32  # planes per channel whose value edges are looked at
+
+
+def _edge_gcd(rows: np.ndarray) -> int:
+    """gcd of the distances between value changes along the last axis of rows [n, m] (0 if none)."""
+    changes = rows[:, 1:] != rows[:, :-1]
+    r, x = np.nonzero(changes)
+    if len(x) < 2:
+        return 0
+    first = np.zeros(len(x), bool)
+    first[np.flatnonzero(np.diff(r)) + 1] = True
+    first[0] = True
+    gaps = np.diff(x)[~first[1:]]  # distances between edges of the same row
+    return int(np.gcd.reduce(gaps)) if gaps.size else 0
+
+
+def detect_blocks(images: np.ndarray, max_k: int = MAX_BLOCK) -> list[int]:
+    """images [B, C, H, W] -> per channel the block size k >= 2 its planes look constant on (HCAL towers
+    upsampled to crystals), else 0. Found from the data: in a block-constant plane the value edges along
+    rows and columns lie multiples of k apart, so the gcd of their distances is k; the most common such
+    k over a sample of non-empty planes wins. A guess only: `find_block_offsets` then checks every plane
+    exactly, and planes that are not block-constant stay pixel planes."""
+    out = []
+    for c in range(images.shape[1]):
+        planes = images[: 2 * _SAMPLE, c]
+        busy = np.flatnonzero(planes.reshape(len(planes), -1).any(axis=1))[:_SAMPLE]
+        votes: dict[int, int] = {}
+        for p in planes[busy]:
+            g = int(np.gcd(_edge_gcd(p), _edge_gcd(p.T)))
+            if 2 <= g <= min(max_k, *p.shape):
+                votes[g] = votes.get(g, 0) + 1
+        out.append(max(votes, key=lambda k: (votes[k], k)) if votes else 0)
+    return out
+
+
 def block_grid_size(size: int, k: int) -> int:
     return -(-size // k) + 1
 
