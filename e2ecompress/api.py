@@ -173,6 +173,7 @@ def pack(
     lossless: bool = False,
     predictor: str = "none",
     keep_fraction: float = 1.0,
+    unbiased: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
     embed_model: bool = False,
     verify: bool = True,
@@ -182,7 +183,8 @@ def pack(
     """Compress a parquet / HDF5 jet file into an .e2ez file; see docs/FORMAT.md.
 
     Bounded and lossless packs decode every chunk they wrote and check it (|x - x'| <= max_error, or
-    bit-exact) before the file is committed; nothing is left at dst on any failure.
+    bit-exact) before the file is committed; nothing is left at dst on any failure. unbiased (bounded):
+    non-zero pixels stay non-zero and tower (block) energies are within max_error as a whole.
     """
     src, dst = os.fspath(src), os.fspath(dst)
     refuse_overwriting_inputs([src], [dst])
@@ -194,6 +196,7 @@ def pack(
         lossless=lossless,
         predictor=predictor,
         keep_fraction=keep_fraction,
+        **({"unbiased": True} if unbiased else {}),
     )
     t0 = time.perf_counter()
     clock = _Clock()

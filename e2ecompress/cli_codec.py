@@ -50,6 +50,7 @@ def _cmd_pack(args) -> int:
         "lossless": args.lossless,
         "predictor": args.predictor,
         "keep_fraction": args.keep_fraction,
+        "unbiased": args.unbiased,
         "chunk_size": args.chunk_size,
         "embed_model": args.embed_model,
         "channels": args.channels.split(",") if args.channels else None,
@@ -196,6 +197,12 @@ def add_commands(sub) -> None:
         type=float,
         default=1.0,
         help="lossy: share of occupied patches whose latents are stored (decoder inpaints the rest)",
+    )
+    p.add_argument(
+        "--unbiased",
+        action="store_true",
+        help="with --max-error: non-zero pixels stay non-zero and each tower (block) is within EPS as a "
+        "whole, so energy sums are not biased (costs a few bytes/jet)",
     )
     p.add_argument("--chunk-size", type=_positive, default=512, metavar="N", help="jets per chunk")
     p.add_argument("--embed-model", action="store_true", help="store the model in the file")

@@ -2,7 +2,8 @@
 `ImageCodec`): every point's bytes are a self-contained, CRC-checked frame of one chunk, so bytes/jet
 include all of the codec's framing. The rest of the benchmark treats them like any baseline.
 
-- bounded (`--max-error EPS`) at the same EPS values as the sparse baseline, SZ3 and ZFP;
+- bounded (`--max-error EPS`) at the same EPS values as the sparse baseline, SZ3 and ZFP, and with
+  `--unbiased` (non-zero pixels stay non-zero, towers within EPS as a whole) at two of them;
 - bounded with the latent model as predictor (`--predictor model`) at one EPS;
 - lossless;
 - lossy latent codec at each quality level, and the visible-tokens-only point (keep 25% of the
@@ -20,6 +21,7 @@ from .points import OperatingPoint
 
 CHANNELS = ("ECAL", "HCAL", "Tracks")
 MODEL_EPS = 0.01
+UNBIASED_EPS = (0.01, 0.1)  # bounded with unbiased=True (non-zero pixels kept, towers within eps) at these
 
 
 def _point(name: str, codec: E2ECodec, max_error: float | None = None, lossless: bool = False):
@@ -48,6 +50,11 @@ def _latent_levels() -> list[int]:
 def e2ecompress_points(eps_values: Sequence[float] = (0.005, 0.01, 0.05, 0.1)) -> list[OperatingPoint]:
     points = [
         _point(f"e2ecompress eps={eps:g}", E2ECodec("bounded", max_error=eps), eps) for eps in eps_values
+    ]
+    points += [
+        _point(f"e2ecompress eps={eps:g} unbiased", E2ECodec("bounded", max_error=eps, unbiased=True), eps)
+        for eps in eps_values
+        if eps in UNBIASED_EPS
     ]
     points.append(_point("e2ecompress lossless", E2ECodec("lossless"), lossless=True))
     levels = _latent_levels()

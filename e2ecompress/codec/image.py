@@ -54,6 +54,8 @@ class CodecConfig:
     # used are stored per chunk (the "blocks" stream); chunks written before that stream existed decode
     # with these names, or DEFAULT_BLOCKS when None.
     blocks: Mapping[str, int] | None = None
+    # bounded mode: every non-zero pixel decodes non-zero and a block (tower) is within max_error as a whole
+    unbiased: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -64,6 +66,8 @@ class CodecConfig:
             eps = self.max_error
             if eps is None or not math.isfinite(eps) or eps <= 0:
                 raise ValueError(f"max_error must be a positive number, got {eps}")
+        if self.unbiased and self.mode != "bounded":
+            raise ValueError("unbiased applies to the bounded mode (max_error) only")
         if self.mode == "lossy" and self.quality is None:
             raise ValueError("lossy mode needs a quality level")
         if not 0.0 < self.keep_fraction <= 1.0:
@@ -233,7 +237,10 @@ class ImageCodec:
                     rec = base.astype(np.float32)
                 else:
                     x = planes.reshape(len(planes), geom[0] * geom[1])[pid, idx]
-                    streams[prefix + "v"], rec = sparse.encode_values(cells, x, base, coding)
+                    kc = self._value_coding(coding, kind, ks[c])
+                    streams[prefix + "v"], rec = sparse.encode_values(cells, x, base, kc)
+                    if self.config.unbiased:
+                        streams[prefix + "z"], rec = keep_nonzero_encode(x, rec, kc.step)
                 if out is not None:
                     self._scatter(out, rec, cells, c, kind, sel, codes, ks)
         return streams, out
@@ -291,11 +298,21 @@ class ImageCodec:
             if self.config.mode == "lossy":
                 rec = base.astype(np.float32)
             else:
-                rec = sparse.decode_values(self._get(streams, f"c{c}.{kind}.v"), cells, base, coding)
+                kc = self._value_coding(coding, kind, ks[c])
+                rec = sparse.decode_values(self._get(streams, f"c{c}.{kind}.v"), cells, base, kc)
+                if self.config.unbiased:
+                    rec = keep_nonzero_decode(self._get(streams, f"c{c}.{kind}.z"), rec, kc.step)
             self._scatter(out, rec, cells, c, kind, sel, codes, ks)
         if "f64" in streams:
             return decode_f64_residual(streams["f64"], out)
         return out
+
+    def _value_coding(self, coding: sparse.ValueCoding, kind: str, k: int) -> sparse.ValueCoding:
+        """unbiased: a block's value is one crystal's share of the block, so its step is divided by the
+        block's k * k crystals to bound the block's whole energy by max_error."""
+        if self.config.unbiased and kind == "blk":
+            return sparse.ValueCoding("bounded", coding.step / (k * k))
+        return coding
 
     def _block_sizes(self, streams: Mapping[str, bytes]) -> list[int]:
         """Block size per channel of a chunk: the "blocks" stream (found in the data when packed), or for
@@ -350,3 +367,29 @@ def decode_f64_residual(data: bytes, narrow: np.ndarray) -> np.ndarray:
     flat = wide.reshape(-1).view(np.uint64)
     flat[pos] ^= lo.astype(np.uint64) | (hi.astype(np.uint64) << np.uint64(32))
     return wide
+
+
+def keep_nonzero_encode(x: np.ndarray, rec: np.ndarray, step: float) -> tuple[bytes, np.ndarray]:
+    """Occupied cells whose value quantized to zero (|x| <= step / 2) decode to sign(x) * step / 4
+    instead, within step / 4 of x and never zero: the "z" stream holds their signs (1 = negative) as
+    packed bits, in cell order. -> (stream, rec with those cells replaced)."""
+    zero = np.flatnonzero(rec == 0)
+    if not zero.size:
+        return b"", rec
+    negative = x[zero] < 0
+    rec = rec.copy()
+    rec[zero] = np.where(negative, -step / 4, step / 4).astype(np.float32)
+    return np.packbits(negative).tobytes(), rec
+
+
+def keep_nonzero_decode(data: bytes, rec: np.ndarray, step: float) -> np.ndarray:
+    """Inverse of `keep_nonzero_encode` on the decoded values."""
+    zero = np.flatnonzero(rec == 0)
+    if len(data) != (zero.size + 7) // 8:
+        raise DecodeError(f"z: {len(data)} bytes for {zero.size} signs")
+    if not zero.size:
+        return rec
+    negative = np.unpackbits(np.frombuffer(data, np.uint8), count=zero.size).astype(bool)
+    rec = rec.copy()
+    rec[zero] = np.where(negative, -step / 4, step / 4).astype(np.float32)
+    return rec

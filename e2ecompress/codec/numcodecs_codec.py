@@ -96,7 +96,7 @@ def _flat_bytes(arr: np.ndarray) -> np.ndarray:
 class E2ECodec(_Base):
     """numcodecs-compatible codec over `ImageCodec`.
 
-    Args: mode ("lossy" | "bounded" | "lossless"), quality, max_error, predictor, keep_fraction (see
+    Args: mode ("lossy" | "bounded" | "lossless"), quality, max_error, predictor, keep_fraction, unbiased (see
     CodecConfig), channels (names, in image order), model (latent model name or directory, for modes
     that use one), dtype ("<f4" or "<f8": the values in a raw buffer, which has no dtype of its own),
     image_size ((H, W) of the images in a raw buffer or a flat array). Arrays of float32 / float64 keep
@@ -117,9 +117,15 @@ class E2ECodec(_Base):
         model: str | None = None,
         dtype: str = "<f4",
         image_size: list[int] | tuple[int, int] = (125, 125),
+        unbiased: bool = False,
     ):
         self.config = CodecConfig(
-            mode=mode, quality=quality, max_error=max_error, predictor=predictor, keep_fraction=keep_fraction
+            mode=mode,
+            quality=quality,
+            max_error=max_error,
+            predictor=predictor,
+            keep_fraction=keep_fraction,
+            unbiased=bool(unbiased),
         )
         if isinstance(channels, str) or not channels:
             raise ValueError(f"channels must be a non-empty list of names, got {channels!r}")
@@ -151,6 +157,7 @@ class E2ECodec(_Base):
             "model": self.model,
             "dtype": self.dtype.str,
             "image_size": list(self.image_size),
+            **({"unbiased": True} if c.unbiased else {}),
         }
 
     @classmethod
