@@ -1,4 +1,4 @@
-"""The study of issue 4 in one command: data, MAE pretraining, reconstruction, classifiers, report.
+"""The MAE study in one command: data, MAE pretraining, reconstruction, classifiers, report.
 
     python tools/reproduce_study.py --scale full     # ~102 min on 2 idle CPU cores; ships the models
     python tools/reproduce_study.py --scale tiny     # the whole pipeline on toy sizes, under 2 minutes
@@ -33,7 +33,7 @@ it trains the classifier 2.8x and the MAE 1.35x faster than dense at the same si
 Label fractions 1%, 10%, 100% with 12, 8 and 5 epochs: every method gets the same epochs at a given
 fraction, and the small fractions get more epochs so that they take more than a handful of optimizer
 steps (12 x 2 and 8 x 13 steps of 32 jets). Seeds 0, 1, 2; each seed draws its own labelled subset.
-The shipped MAE is trained on the 50,000 unlabelled training jets (the issue asks for at least 50k).
+The shipped MAE is trained on the 50,000 unlabelled training jets (the study plan asks for at least 50k).
 """
 
 from __future__ import annotations

@@ -285,7 +285,7 @@ def _best(rows: list[dict[str, Any]], family: str, eps: float | None) -> dict[st
 
 
 def target_checks(sc: dict[str, Any]) -> list[str]:
-    """The issue's targets, checked on this scenario's measured rows (met / missed with the figures)."""
+    """The project's goals, checked on this scenario's measured rows (met / missed with the figures)."""
     rows = sc["rows"]
     out = []
     eps_values = sorted({r["params"]["eps"] for r in rows if r["family"] == "sparse-q"})
@@ -368,7 +368,7 @@ def how_to_read(results: dict[str, Any]) -> list[str]:
         "residuals with adaptive rANS. SZ3 and ZFP are built for smooth fields: on these images they are "
         "larger than lossless sparse coding and turn zero pixels into noise.",
         "",
-        "Targets of the issues, checked on the numbers above:",
+        "The project's goals, checked on the numbers above:",
         "",
     ]
     for sc in results["scenarios"]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from e2ecompress.geometry import DETA, DPHI, HALF, NPIX
 
-# Geometry and detector constants (see ../shared PHYSICS facts and docs/DETECTOR.md); the crystal grid
+# Geometry and detector constants (see docs/DETECTOR.md); the crystal grid
 # (DETA, DPHI, NPIX, HALF) is in e2ecompress.geometry.
 BFIELD = 3.8  # T
 R_ECAL = 1.29  # m

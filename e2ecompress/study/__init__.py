@@ -1,4 +1,4 @@
-"""The study of issue 4 in one call: data, MAE pretraining, reconstruction, classifiers, baseline, report.
+"""The MAE study in one call: data, MAE pretraining, reconstruction, classifiers, baseline, report.
 
     plan = StudyPlan(...)                      # presets with their budget: tools/reproduce_study.py
     run_study(plan, StudyPaths(data, workdir, out))

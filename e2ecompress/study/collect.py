@@ -1,5 +1,5 @@
 """Gather a finished study from its run directories into one JSON-safe dict, with the derived figures
-(differences, ratios) and the issue's targets computed here, so the report only formats numbers."""
+(differences, ratios) and the study's goals computed here, so the report only formats numbers."""
 
 from __future__ import annotations
 

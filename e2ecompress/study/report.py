@@ -330,7 +330,7 @@ def _targets(res: Mapping) -> str:
         [t["target"], fmt(t["measured"]), f"{t['op']} {fmt(t['threshold'], '.4g')}", f"**{t['status']}**"]
         for t in res["targets"]
     ]
-    return "\n## Targets of the issue\n\n" + table(["target", "measured", "wanted", "status"], rows, "lrlc")
+    return "\n## Goals\n\n" + table(["target", "measured", "wanted", "status"], rows, "lrlc")
 
 
 def _shipped(res: Mapping) -> str:
