@@ -49,6 +49,7 @@ def make_file(jets: int, folder: str) -> Path:
 
 
 def measure(src: Path, eps: float, repeats: int, work: str) -> dict[str, float]:
+    load0 = os.getloadavg()[0]
     with open_jets(src) as f:
         n = f.n_jets
         batches = list(f.iter_batches(CHUNK))
@@ -91,7 +92,8 @@ def measure(src: Path, eps: float, repeats: int, work: str) -> dict[str, float]:
             err = np.abs(x.images.astype(np.float64) - y.images).max()
             assert err <= eps and not (y.images[x.images == 0]).any(), err
     profile = api.pack(src, packed, max_error=eps).timings
-    return {"n": n, **{k: n / v for k, v in t.items()}, "profile": profile}
+    load = (load0, os.getloadavg()[0])
+    return {"n": n, **{k: n / v for k, v in t.items()}, "profile": profile, "load": load}
 
 
 def report(r: dict, src: Path, eps: float) -> list[str]:
@@ -101,7 +103,8 @@ def report(r: dict, src: Path, eps: float) -> list[str]:
         "",
         f"`python benchmarks/bench_pipeline.py` on {r['n']} jets of `{src.name}`, `--max-error {eps}`, "
         f"chunks of {CHUNK} jets, best of the repeats; {os.cpu_count()} CPUs "
-        f"({platform.processor() or platform.machine()}).",
+        f"({platform.processor() or platform.machine()}), shared: load average {r['load'][0]:.1f} at the "
+        f"start, {r['load'][1]:.1f} at the end.",
         "",
         "| stage | jets/s | vs codec in memory |",
         "|---|---|---|",
