@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 void bind_checksum(pybind11::module_& m);
+void bind_ctxcode(pybind11::module_& m);
 void bind_patch(pybind11::module_& m);
 void bind_rans(pybind11::module_& m);
 void bind_runs(pybind11::module_& m);
