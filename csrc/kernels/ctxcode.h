@@ -22,10 +22,14 @@
 //     the largest context value in the block;
 //   - plane flags: whether the previous plane was empty.
 // The radial buckets have fixed edges in cells (1, 2, 3, 4, 6, 8, 12, ... 192), so any plane size works.
+// With a context plane, a context seen for the first time starts from the probability of the same context
+// without the context-plane value (learnt from all levels), as if seen 8 times: the extra split then
+// costs little learning.
 // Probabilities are 22-bit integers with a count: after each decision p += (bit - p) / (count + 2)
-// (a reciprocal table; the count saturates, after which the rate is fixed), so the model is exact integer
-// arithmetic and encoder and decoder agree bit for bit on every machine. Everything starts from p = 1/2 at
-// each call: a call codes a stream of planes that shares one adaptive model.
+// (a reciprocal table; the count saturates at 1023, after which the rate is fixed), so the model is exact
+// integer arithmetic and encoder and decoder agree bit for bit on every machine. Everything starts from
+// p = 1/2 at each call: a call codes a stream of planes that shares one adaptive model. Measured on
+// generated jets, block sizes 5 to 8 code equally well (4 costs ~0.5% more); 5 is the default.
 //
 // Entropy coder: a binary range coder (32-bit range, byte-wise renormalization with carry propagation,
 // 16-bit probabilities). The encoder flushes the low end of its final interval exactly, so after a valid
