@@ -72,7 +72,8 @@ py::array_t<bool> decode(const py::buffer& data, py::ssize_t n, py::ssize_t h, p
     throw std::invalid_argument("n, h, w must be >= 0, got " + std::to_string(n) + ", " + std::to_string(h) +
                                 ", " + std::to_string(w));
   const py::buffer_info info = data.request();
-  if (!PyBuffer_IsContiguous(info.view(), 'C')) throw std::invalid_argument("data must be a contiguous buffer");
+  if (!PyBuffer_IsContiguous(info.view(), 'C'))
+    throw std::invalid_argument("data must be a contiguous buffer");
   const auto* ptr = static_cast<const uint8_t*>(info.ptr);
   const auto size = static_cast<std::size_t>(info.size * info.itemsize);
   py::array keep;

@@ -224,6 +224,8 @@ struct Scratch {
   std::vector<uint32_t> cols;   // occupied block columns of the current block row
   std::vector<uint32_t> prev;   // ... and of the previous block row with any
   std::vector<uint8_t> seen;    // [gw] whether the block has an occupied cell so far
+  std::size_t base = 0;         // flat index of the current plane's first cell in the stack
+  uint64_t check = 0;           // running hash of the flat indices of the occupied cells, in order
   explicit Scratch(const Layout& g)
       : cells((g.h + 1) * g.stride, 0), flags((g.gh + 1) * (g.gw + 2), 0), levels(g.gh * g.gw, 0),
         seen(g.gw, 0) {
@@ -273,7 +275,17 @@ bool find_blocks(const Layout& g, const uint8_t* occ, Scratch& s) {
   return any;
 }
 
-// Copies the cells of block row `by`, occupied block columns s.prev, to out (decoder) and clears them.
+constexpr uint64_t kMix = 0x9E3779B97F4A7C15ull;
+
+// The 32-bit check value stored after the coded bytes: a hash of the occupied cells' flat indices.
+uint32_t check_value(uint64_t h) {
+  h ^= h >> 31;
+  h *= kMix;
+  return static_cast<uint32_t>(h >> 32);
+}
+
+// Copies the cells of block row `by`, occupied block columns s.prev, to out (decoder), hashes the
+// occupied ones (in raster order of the plane) and clears them.
 template <bool kEnc>
 void flush_cells(const Layout& g, Scratch& s, std::size_t by, uint8_t* out) {
   const std::size_t y0 = by * g.k, y1 = std::min(g.h, y0 + g.k);
@@ -281,6 +293,8 @@ void flush_cells(const Layout& g, Scratch& s, std::size_t by, uint8_t* out) {
     uint8_t* row = s.cells.data() + (y + 1) * g.stride + 1;
     for (const uint32_t bx : s.prev) {
       const std::size_t x0 = bx * g.k, x1 = std::min(g.w, x0 + g.k);
+      for (std::size_t x = x0; x < x1; ++x)
+        if (row[x]) s.check = (s.check + s.base + y * g.w + x + 1) * kMix;
       if constexpr (!kEnc) std::memcpy(out + y * g.w + x0, row + x0, x1 - x0);
       std::memset(row + x0, 0, x1 - x0);
     }
@@ -312,7 +326,8 @@ void code_plane(Coder& coder, Models& m, const Layout& g, Scratch& s, const uint
     for (std::size_t bx = 0; bx < g.gw; ++bx) {
       int bit = 1;
       if (seen_blocks || by * g.gw + bx + 1 < n_blocks) {
-        const unsigned nb = static_cast<unsigned>(f[bx - 1] | up[bx] << 1 | up[bx - 1] << 2 | up[bx + 1] << 3);
+        const unsigned nb =
+            static_cast<unsigned>(f[bx - 1] | up[bx] << 1 | up[bx - 1] << 2 | up[bx + 1] << 3);
         const std::size_t c = static_cast<std::size_t>(rad[bx]) * kNeighbours + nb;
         uint32_t* seed = ctx ? &m.block_any[c] : nullptr;
         bit = code_seeded(coder, m.block[lv[bx] * kRadial * kNeighbours + c], seed, kEnc ? f[bx] : 0);
@@ -421,6 +436,7 @@ std::vector<uint8_t> ctx_encode(const uint8_t* occ, const uint8_t* context, std:
   put_varint(out, h);
   put_varint(out, w);
   Encoder enc(out);
+  uint64_t check = 0;
   if (n && h && w) {
     const Layout g(h, w, static_cast<std::size_t>(block));
     Scratch s(g);
@@ -428,10 +444,14 @@ std::vector<uint8_t> ctx_encode(const uint8_t* occ, const uint8_t* context, std:
     bool prev_empty = false;
     for (std::size_t i = 0; i < n; ++i) {
       const std::size_t off = i * h * w;
+      s.base = off;
       code_plane<true>(enc, m, g, s, occ + off, context ? context + off : nullptr, nullptr, prev_empty);
     }
+    check = s.check;
   }
   enc.finish();
+  const uint32_t c = check_value(check);
+  for (int k = 0; k < 4; ++k) out.push_back(static_cast<uint8_t>(c >> (8 * k)));
   return out;
 }
 
@@ -462,8 +482,11 @@ void ctx_decode(const uint8_t* data, std::size_t size, const uint8_t* context, s
     throw DecodeError(hdr.has_context ? "occupancy stream was coded with a context plane, none given"
                                       : "occupancy stream was coded without a context plane, one given");
   check_sizes(n, h, w);
-  std::memset(out, 0, n * h * w);
-  Decoder dec(data + hdr.size, size - hdr.size);
+  if (n && h && w) std::memset(out, 0, n * h * w);
+  if (size - hdr.size < 8) throw DecodeError("occupancy stream: truncated");
+  const std::size_t end = size - 4;
+  Decoder dec(data + hdr.size, end - hdr.size);
+  uint64_t check = 0;
   if (n && h && w) {
     const Layout g(h, w, static_cast<std::size_t>(hdr.block));
     Scratch s(g);
@@ -471,10 +494,15 @@ void ctx_decode(const uint8_t* data, std::size_t size, const uint8_t* context, s
     bool prev_empty = false;
     for (std::size_t i = 0; i < n; ++i) {
       const std::size_t off = i * h * w;
+      s.base = off;
       code_plane<false>(dec, m, g, s, nullptr, context ? context + off : nullptr, out + off, prev_empty);
     }
+    check = s.check;
   }
   dec.finish();
+  uint32_t stored = 0;
+  for (std::size_t k = 0; k < 4; ++k) stored |= static_cast<uint32_t>(data[end + k]) << (8 * k);
+  if (stored != check_value(check)) throw DecodeError("occupancy stream: corrupt (check value differs)");
 }
 
 }  // namespace e2e

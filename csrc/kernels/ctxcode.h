@@ -33,11 +33,13 @@
 //
 // Entropy coder: a binary range coder (32-bit range, byte-wise renormalization with carry propagation,
 // 16-bit probabilities). The encoder flushes the low end of its final interval exactly, so after a valid
-// stream the decoder has read every byte and its code value is exactly 0: the decoder checks both, which
-// rejects nearly every corrupt stream.
+// stream the decoder has read every byte and its code value is exactly 0. Short streams decoded from
+// corrupt bytes can still pass that test, so a 32-bit hash of the occupied cells' flat indices (in order)
+// follows; the decoder checks all three.
 //
 // Stream: u8 version (=1) | u8 flags (bit 0: a context plane was used) | u8 block size k (1..64)
-//         | varint n | varint h | varint w (minimal unsigned LEB128) | range coder bytes.
+//         | varint n | varint h | varint w (minimal unsigned LEB128) | range coder bytes (>= 4)
+//         | u32 check (little-endian).
 #pragma once
 #include <cstddef>
 #include <cstdint>
