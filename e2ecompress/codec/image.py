@@ -14,6 +14,10 @@ Modes (`CodecConfig.mode`):
   chunk is coded as its float32 rounding plus an "f64" stream holding, for every pixel whose float64 bit
   pattern differs from the widened float32 one, its position and the XOR of the two patterns (empty when
   the chunk is float32-exact, the usual case); its presence makes `decode` return float64.
+- "physics": the physics levels (`quality` 1..5, `physics_lossy`): positions exact inside a jet cone about
+  the window centre, values there within a relative bound and rescaled so that per-jet cone sums per
+  channel are exact within their quantization; outside it counts and coarse values, positions drawn again
+  by the decoder. Its own streams ("phys", "planes", "c{i}.{kind}.*"; see `physics_lossy`).
 
 Streams of a chunk (all optional-empty): "planes" (per jet and channel, FULL or the block offset),
 "c{i}.{kind}.{n,g,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid), "latent", "step",
@@ -31,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from e2ecompress.codec import sparse
+from e2ecompress.codec import physics_lossy, sparse
 from e2ecompress.codec.intcode import decode_ints, encode_ints
 from e2ecompress.errors import DecodeError, E2EError, InputError
 
-MODES = ("lossy", "bounded", "lossless")
+MODES = ("lossy", "bounded", "lossless", "physics")
 PREDICTORS = ("none", "model")
 STEP_MARGIN = 2.0**-8  # relative room under the bound for the prediction's float rounding (model predictor)
 DEFAULT_BLOCKS = {"HCAL": 5}
@@ -70,6 +74,13 @@ class CodecConfig:
             raise ValueError("unbiased applies to the bounded mode (max_error) only")
         if self.mode == "lossy" and self.quality is None:
             raise ValueError("lossy mode needs a quality level")
+        if self.mode == "physics":
+            if self.quality is None:
+                object.__setattr__(self, "quality", physics_lossy.DEFAULT_LEVEL)
+            if self.quality not in physics_lossy.LEVELS or isinstance(self.quality, bool):
+                raise ValueError(f"physics quality must be a level from 1 to 5, got {self.quality!r}")
+            if self.predictor != "none" or self.keep_fraction != 1.0:
+                raise ValueError("the physics levels take no predictor or keep_fraction (latent options)")
         if not 0.0 < self.keep_fraction <= 1.0:
             raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
 
@@ -127,6 +138,10 @@ class ImageCodec:
         if config.mode == "lossy" and latent is not None and config.quality not in latent.levels:
             raise ValueError(f"quality must be one of {sorted(latent.levels)}, got {config.quality}")
         self.latent = latent if config.uses_model else None
+        self.physics = None
+        if config.mode == "physics":
+            level = int(config.quality)
+            self.physics = physics_lossy.PhysicsCodec(level, len(self.channels), self.image_size)
 
     @property
     def level(self) -> int:
@@ -184,6 +199,8 @@ class ImageCodec:
         """images [B, C, H, W] float32 -> (streams, the images the decoder will produce, or None when
         decoded=False, which saves building them). In lossless mode float64 images are coded exactly
         (and decode to float64); the other modes code float32."""
+        if self.physics is not None:
+            return self.physics.encode(images, decoded)
         if self.config.mode == "lossless" and np.asarray(images).dtype == np.float64:
             wide = np.ascontiguousarray(images)
             with np.errstate(over="ignore"):
@@ -251,6 +268,10 @@ class ImageCodec:
         buffers save page faults)."""
         C = len(self.channels)
         H, W = self.image_size
+        if self.physics is not None:
+            if out is not None and (out.shape != (n_jets, C, H, W) or out.dtype != np.float32):
+                raise ValueError(f"out must be float32 {(n_jets, C, H, W)}, got {out.dtype} {out.shape}")
+            return self.physics.decode(streams, n_jets, out)
         ks = self._block_sizes(streams)
         codes = decode_ints(self._get(streams, "planes"), n_jets * C).reshape(n_jets, C)
         coding = sparse.ValueCoding(self.config.mode)

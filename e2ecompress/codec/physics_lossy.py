@@ -1,0 +1,254 @@
+"""The physics levels of the image codec (mode "physics", quality 1..5): relative precision inside the jet
+cone, exact per-jet cone sums, exact positions inside the cone, counts and coarse values outside it.
+
+Per chunk, channel and plane kind ("px": pixel planes; "blk": block grids of the planes found constant on
+k x k blocks, with k found in the chunk's data by `sparse.detect_blocks`, never from a channel name), on the
+non-zero cells (`c{i}.{kind}.` streams):
+
+- inside the cone (`cone`: radius R pixels about the window centre) the positions are exact (".n" counts,
+  ".g" gaps over the cone's own cells in raster order) and a value x is the index q of the nearest point of
+  the logarithmic grid g_q = r^q, r = 1 + step / 4096 (".v": q less a reference, under the "direct" or
+  "runs" predictor, whichever is smaller; ".sg": sign bits, only when a value is negative);
+- per plane, the sum of x w over its cells inside the cone (w: pixels a cell covers) is restored by a
+  factor 1 + t 2^-sum_bits on all of them (".s": t, for the planes with such cells), so decoded cone
+  sums are exact within 2^-(sum_bits + 1) relative and every cone value within r - 1 relative;
+- outside the cone a plane keeps its number of non-zero cells (".on") and their values on a coarser grid
+  (".ov", sorted); the decoder draws their positions again (`cone.regenerate`, seeded by the ".on"
+  stream's CRC32C, the channel and the kind), so decoding is reproducible.
+
+Zeros inside the cone stay zeros and non-zero values stay non-zero. "phys" holds the parameters and the
+block size per channel, "planes" the plane code per jet and channel (FULL or the block offset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from e2ecompress import _core
+from e2ecompress.codec import cone, sparse
+from e2ecompress.codec import physics_values as pv
+from e2ecompress.codec.intcode import decode_ints, encode_ints
+from e2ecompress.codec.physics_values import Level, get
+from e2ecompress.errors import DecodeError
+
+LEVELS = {  # in-cone relative bound r - 1: 300 %, 32 %, 16 %, 4 %, 1 %
+    1: Level(12288, 16383, 4, rings=(), exact_cells=0),
+    2: Level(1311, 4096, 8),
+    3: Level(655, 4096, 9),
+    4: Level(164, 4096, 11),
+    5: Level(41, 2048, 13),
+}
+DEFAULT_LEVEL = 3
+KINDS = ("px", "blk")
+
+
+@dataclass
+class _Part:
+    """The cells of one channel and plane kind of a chunk."""
+
+    c: int
+    kind: str
+    sel: np.ndarray  # jets whose plane is of this kind
+    k: int  # block size (0 for pixel planes)
+    var: np.ndarray  # geometry variant per plane (block offset, or 0)
+    geo: cone.ConeGeometry
+    exact_cells: int  # the level's limit for exact positions outside the cone
+
+    @property
+    def prefix(self) -> str:
+        return f"c{self.c}.{self.kind}."
+
+    @property
+    def exact_outside(self) -> bool:
+        return int(self.geo.n_out.sum(1).max()) <= self.exact_cells
+
+    def seed(self, counts_stream: bytes) -> int:
+        return (_core.crc32c(counts_stream) << 24) ^ (self.c << 1 | KINDS.index(self.kind))
+
+
+def _plane_codes(codes: np.ndarray, ks: list[int]) -> np.ndarray:
+    """Plane codes of the channels with blocks, FULL -> 0 and offset -> offset + 1."""
+    cols = [c for c, k in enumerate(ks) if k]
+    sub = codes[:, cols]
+    return np.where(sub == sparse.FULL, 0, sub + 1).ravel()
+
+
+class PhysicsCodec:
+    """Encode / decode chunks [B, C, H, W] float32 at one physics level (see the module docstring)."""
+
+    def __init__(self, quality: int, n_channels: int, image_size: tuple[int, int]):
+        if quality not in LEVELS:
+            raise ValueError(f"physics quality must be one of {sorted(LEVELS)}, got {quality}")
+        self.level = LEVELS[quality]
+        self.n_channels = n_channels
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+
+    def _parts(self, codes: np.ndarray, ks: list[int], level: Level) -> Iterator[_Part]:
+        H, W = self.image_size
+        for c, k in enumerate(ks):
+            full = codes[:, c] == sparse.FULL
+            geo = cone.geometry(H, W, 0, level.radius, level.rings)
+            yield _Part(c, "px", full, 0, np.zeros(int(full.sum()), np.int64), geo, level.exact_cells)
+            if k:
+                geo = cone.geometry(H, W, k, level.radius, level.rings)
+                yield _Part(c, "blk", ~full, k, codes[~full, c], geo, level.exact_cells)
+
+    # -----------------------------------------------------------------------------------------------
+    def encode(self, images: np.ndarray, decoded: bool = True) -> tuple[dict[str, bytes], np.ndarray | None]:
+        images = np.ascontiguousarray(images, np.float32)
+        B, C = images.shape[:2]
+        level = self.level
+        ks = sparse.detect_blocks(images)
+        codes = np.full((B, C), sparse.FULL, np.int64)
+        for c, k in enumerate(ks):
+            if k:
+                codes[:, c] = sparse.find_block_offsets(images[:, c], k)
+        streams = {"phys": pv.encode_header(level, ks), "planes": encode_ints(_plane_codes(codes, ks))}
+        out = np.zeros_like(images) if decoded else None
+        for part in self._parts(codes, ks, level):
+            planes = images[part.sel, part.c]
+            if part.k:
+                planes = sparse.to_blocks(planes, part.var, part.k)
+            n = len(planes)
+            pid, idx = sparse.occupied_cells(planes)
+            x = planes.reshape(n, planes.shape[1] * planes.shape[2])[pid, idx]
+            loc = part.geo.local[part.var[pid], idx]
+            inc = loc >= 0
+            s, rec = self._encode_cone(pid[inc], loc[inc], idx[inc], x[inc], part, n, level)
+            s2, (plane, cell, vals) = self._encode_outside(pid[~inc], idx[~inc], x[~inc], part, n, level)
+            streams.update({part.prefix + key: v for key, v in {**s, **s2}.items()})
+            if out is not None:
+                cells = (np.concatenate([pid[inc], plane]), np.concatenate([idx[inc], cell]))
+                self._scatter(out, part, *cells, np.concatenate([rec, vals]))
+        return streams, out
+
+    @staticmethod
+    def _encode_cone(
+        pid, loc, idx, x, part: _Part, n: int, level: Level
+    ) -> tuple[dict[str, bytes], np.ndarray]:
+        s = {}
+        s["n"], s["g"] = sparse.encode_occupancy(pid, loc, n)
+        q = pv.quantize(np.abs(x.astype(np.float64)), level.step)
+        s["v"] = pv.encode_cone_values(q, pid, idx, part.geo.width)
+        neg = x < 0
+        if neg.any():
+            s["sg"] = np.packbits(neg).tobytes()
+        g = pv.log_grid(level.step)[0][q]
+        g = np.where(neg, -g, g)
+        w = part.geo.weight[part.var[pid], idx].astype(np.float64)
+        t = pv.sum_factors(x.astype(np.float64), w, pid, g, n, level)
+        busy = np.bincount(pid, minlength=n) > 0
+        s["s"] = encode_ints(t[busy], signed=True)
+        return s, pv.cone_decoded(g, t[pid], level)
+
+    def _encode_outside(self, pid, idx, x, part: _Part, n: int, level: Level):
+        """Outside the cone: exact positions and coarse values in cell order (".on" / ".og" / ".ov") on
+        kinds with few cells there, else counts per ring and sorted coarse values, positions drawn."""
+        s = {}
+        if part.exact_outside:
+            s["on"], s["og"] = sparse.encode_occupancy(pid, part.geo.out_local[part.var[pid], idx], n)
+            m = pv.outside_codes(x, level.out_step)
+            s["ov"] = pv.encode_cone_values(m, pid, idx, part.geo.width)
+            return s, (pid, idx, pv.outside_decoded(m, level.out_step))
+        nr = part.geo.n_out.shape[1]
+        sub = pid * nr + part.geo.ring[part.var[pid], idx]  # plane and ring
+        counts = np.bincount(sub, minlength=n * nr)
+        s["on"] = encode_ints(counts)
+        s["ov"], m = pv.encode_outside_values(x, sub, level.out_step)
+        plane, cell = self._drawn_cells(counts, part, s["on"])
+        return s, (plane, cell, pv.outside_decoded(m, level.out_step))
+
+    @staticmethod
+    def _drawn_cells(counts: np.ndarray, part: _Part, counts_stream: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Drawn positions of the cells outside the cone: (plane, grid index), by plane and ring."""
+        n_rings = part.geo.n_out.shape[1]
+        sub, number = cone.regenerate(counts, part.geo.n_out[part.var].ravel(), part.seed(counts_stream))
+        plane, ring = np.divmod(sub, n_rings)
+        return plane, part.geo.outside[part.var[plane], ring, number]
+
+    def _scatter(
+        self, out: np.ndarray, part: _Part, plane: np.ndarray, idx: np.ndarray, vals: np.ndarray
+    ) -> None:
+        C = out.shape[1]
+        H, W = self.image_size
+        flat = out.reshape(-1)
+        jets = np.flatnonzero(part.sel)
+        if not part.k:
+            flat[(jets[plane] * C + part.c) * (H * W) + idx] = vals
+            return
+        cells = sparse.CellSet(plane, idx, part.geo.width)
+        p, pix, src = sparse.expand_blocks(cells, part.var, part.k, self.image_size)
+        flat[(jets[p] * C + part.c) * (H * W) + pix] = vals[src]
+
+    # -----------------------------------------------------------------------------------------------
+    def decode(self, streams, n_jets: int, out: np.ndarray | None = None) -> np.ndarray:
+        C = self.n_channels
+        H, W = self.image_size
+        level, ks = pv.decode_header(get(streams, "phys"), C)
+        blocky = [c for c, k in enumerate(ks) if k]
+        codes = np.full((n_jets, C), sparse.FULL, np.int64)
+        raw = decode_ints(get(streams, "planes"), n_jets * len(blocky)).reshape(n_jets, len(blocky))
+        for j, c in enumerate(blocky):
+            if raw[:, j].max(initial=0) > ks[c] * ks[c]:
+                raise DecodeError("planes: bad plane code")
+            codes[:, c] = np.where(raw[:, j] == 0, sparse.FULL, raw[:, j] - 1)
+        if out is None:
+            out = np.zeros((n_jets, C, H, W), np.float32)
+        else:
+            out.fill(0)
+        for part in self._parts(codes, ks, level):
+            pid, idx, rec = self._decode_cone(streams, part, level)
+            plane, cell, vals = self._decode_outside(streams, part, level)
+            vals = np.concatenate([rec, vals])
+            if not np.isfinite(vals).all():
+                raise DecodeError(f"{part.prefix}v: value beyond the float32 range")
+            self._scatter(out, part, np.concatenate([pid, plane]), np.concatenate([idx, cell]), vals)
+        return out
+
+    @staticmethod
+    def _decode_cone(streams, part: _Part, level: Level):
+        p, geo, n = part.prefix, part.geo, len(part.var)
+        grid = pv.log_grid(level.step)[0]
+        pid, loc = sparse.decode_occupancy(
+            [get(streams, p + "n"), get(streams, p + "g")], n, geo.inside.shape[1]
+        )
+        if (loc >= geo.n_in[part.var[pid]]).any():
+            raise DecodeError(f"{p}g: cell outside the cone")
+        idx = geo.inside[part.var[pid], loc]
+        g = grid[pv.decode_cone_values(get(streams, p + "v"), pid, idx, geo.width, 0, len(grid))]
+        if p + "sg" in streams:
+            raw = np.frombuffer(streams[p + "sg"], np.uint8)
+            if len(raw) != (len(g) + 7) // 8:
+                raise DecodeError(f"{p}sg: bad size")
+            g = np.where(np.unpackbits(raw)[: len(g)].astype(bool), -g, g)
+        busy = np.bincount(pid, minlength=n) > 0
+        t = np.zeros(n, np.int64)
+        t[busy] = decode_ints(get(streams, p + "s"), int(busy.sum()), signed=True)
+        lo, hi = pv.sum_limits(level)
+        if t.min(initial=0) < -lo or t.max(initial=0) > hi:
+            raise DecodeError(f"{p}s: sum factor out of range")
+        return pid, idx, pv.cone_decoded(g, t[pid], level)
+
+    def _decode_outside(self, streams, part: _Part, level: Level):
+        p, geo, n = part.prefix, part.geo, len(part.var)
+        n_grid = len(pv.log_grid(level.out_step)[0])
+        if part.exact_outside:
+            names = [get(streams, p + "on"), get(streams, p + "og")]
+            pid, loc = sparse.decode_occupancy(names, n, geo.out_cells.shape[1])
+            if (loc >= geo.n_out[part.var[pid]].sum(1)).any():
+                raise DecodeError(f"{p}og: cell out of range")
+            idx = geo.out_cells[part.var[pid], loc]
+            m = pv.decode_cone_values(get(streams, p + "ov"), pid, idx, geo.width, -n_grid, n_grid + 1)
+            if (m == 0).any():
+                raise DecodeError(f"{p}ov: code out of range")
+            return pid, idx, pv.outside_decoded(m, level.out_step)
+        counts_stream = get(streams, p + "on")
+        counts = decode_ints(counts_stream, geo.n_out.shape[1] * n)
+        if (counts > geo.n_out[part.var].ravel()).any():
+            raise DecodeError(f"{p}on: more cells than outside the cone")
+        m = pv.decode_outside_values(get(streams, p + "ov"), counts, level.out_step)
+        plane, cell = self._drawn_cells(counts, part, counts_stream)
+        return plane, cell, pv.outside_decoded(m, level.out_step)
