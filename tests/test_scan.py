@@ -43,7 +43,7 @@ def test_nonzero_cells_bit_patterns_and_bad_input():
     assert plane.tolist() == [1] and index.tolist() == [11]
     with pytest.raises(ValueError, match="contiguous within each plane"):
         _core.nonzero_cells(np.zeros((2, 4, 4), np.float32)[:, :, ::2])
-    with pytest.raises(ValueError, match="float32, float64, int32 or int64"):
+    with pytest.raises(ValueError, match="float32, float64, int32, int64, uint8 or bool"):
         _core.nonzero_cells(np.zeros((2, 4), np.int16))
 
 

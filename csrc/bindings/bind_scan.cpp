@@ -79,7 +79,9 @@ void bind_scan(py::module_& m) {
         if (dt.is(py::dtype::of<double>())) return nonzero_typed<double>(planes);
         if (dt.is(py::dtype::of<int32_t>())) return nonzero_typed<int32_t>(planes);
         if (dt.is(py::dtype::of<int64_t>())) return nonzero_typed<int64_t>(planes);
-        throw std::invalid_argument("planes must be float32, float64, int32 or int64");
+        if (dt.is(py::dtype::of<uint8_t>()) || dt.is(py::dtype::of<bool>()))
+          return nonzero_typed<uint8_t>(planes);
+        throw std::invalid_argument("planes must be float32, float64, int32, int64, uint8 or bool");
       },
       py::arg("planes"),
       "planes [N, ...] -> (plane id int64, flat index int64) of the cells != 0, in plane then raster order.");

@@ -84,6 +84,7 @@ template std::size_t count_nonzero<float>(const float*, std::size_t, std::size_t
 template std::size_t count_nonzero<double>(const double*, std::size_t, std::size_t, std::size_t);
 template std::size_t count_nonzero<int32_t>(const int32_t*, std::size_t, std::size_t, std::size_t);
 template std::size_t count_nonzero<int64_t>(const int64_t*, std::size_t, std::size_t, std::size_t);
+template std::size_t count_nonzero<uint8_t>(const uint8_t*, std::size_t, std::size_t, std::size_t);
 template void nonzero_cells<float>(const float*, std::size_t, std::size_t, std::size_t, int64_t*,
                                      int64_t*);
 template void nonzero_cells<double>(const double*, std::size_t, std::size_t, std::size_t, int64_t*,
@@ -91,6 +92,8 @@ template void nonzero_cells<double>(const double*, std::size_t, std::size_t, std
 template void nonzero_cells<int32_t>(const int32_t*, std::size_t, std::size_t, std::size_t, int64_t*,
                                      int64_t*);
 template void nonzero_cells<int64_t>(const int64_t*, std::size_t, std::size_t, std::size_t, int64_t*,
+                                     int64_t*);
+template void nonzero_cells<uint8_t>(const uint8_t*, std::size_t, std::size_t, std::size_t, int64_t*,
                                      int64_t*);
 template Comparison compare<float, float>(const float*, const float*, std::size_t, double);
 template Comparison compare<double, float>(const double*, const float*, std::size_t, double);

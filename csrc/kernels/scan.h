@@ -8,7 +8,7 @@
 namespace e2e {
 
 // Number of cells != 0 in n_planes planes of `cells` contiguous values each, plane p starting at
-// x + p * stride (T: float, double, int32_t, int64_t).
+// x + p * stride (T: float, double, int32_t, int64_t, uint8_t for bool / uint8 planes).
 template <typename T>
 std::size_t count_nonzero(const T* x, std::size_t n_planes, std::size_t cells, std::size_t stride);
 

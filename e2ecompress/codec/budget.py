@@ -1,9 +1,10 @@
 """Where a chunk's bytes go: stream names grouped into components (positions / values per channel, ...).
 
 ImageCodec names its streams "c{i}.{kind}.{part}" for channel i (kind "px" pixels or "blk" block grid;
-part "n" counts and "g" gaps = positions, "v" = values) plus chunk-wide streams ("planes": which planes are
-block grids, "step", "latent", "f64", ...). `component` maps a name to a label for reports; streams of
-other coders keep their own name, so a new stream kind shows up as itself rather than disappearing.
+part "o" context-coded occupancy, or in older chunks "n" counts and "g" gaps = positions, "v" = values)
+plus chunk-wide streams ("planes": which planes are block grids, "step", "latent", "f64", ...).
+`component` maps a name to a label for reports; streams of other coders keep their own name, so a new
+stream kind shows up as itself rather than disappearing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 _CHANNEL_STREAM = re.compile(r"c(\d+)\.([a-z0-9_]+)\.([a-z0-9_]+)")
-_PARTS = {"n": "positions", "g": "positions", "v": "values"}
+_PARTS = {"o": "positions", "n": "positions", "g": "positions", "v": "values"}
 
 
 def component(name: str, channels: Sequence[str] | None = None) -> str:

@@ -20,7 +20,9 @@ Modes (`CodecConfig.mode`):
   by the decoder. Its own streams ("phys", "planes", "c{i}.{kind}.*"; see `physics_lossy`).
 
 Streams of a chunk (all optional-empty): "planes" (per jet and channel, FULL or the block offset),
-"c{i}.{kind}.{n,g,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid), "latent", "step",
+"c{i}.{kind}.{o,v}" for channel i and plane kind "px" (pixels) or "blk" (block grid) — "o" the occupied
+cells, context-coded (`ctxocc`; older chunks have count and gap streams "n", "g" instead), "v" the
+values —, "latent", "step",
 "f64", "blocks" (per channel the size k of the k x k blocks its planes may be constant on, found in the
 chunk's data by `sparse.detect_blocks`, 0 for none; never from a channel's name).
 """
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from e2ecompress.codec import physics_lossy, sparse
+from e2ecompress.codec import ctxocc, physics_lossy, sparse
 from e2ecompress.codec.intcode import decode_ints, encode_ints
 from e2ecompress.errors import DecodeError, E2EError, InputError
 
@@ -248,7 +250,7 @@ class ImageCodec:
                 pid, idx = sparse.occupied_cells(occupied)
                 cells = sparse.CellSet(pid, idx, geom[1])
                 prefix = f"c{c}.{kind}."
-                streams[prefix + "n"], streams[prefix + "g"] = sparse.encode_occupancy(pid, idx, len(planes))
+                streams[prefix + "o"] = ctxocc.encode_planes(occupied)
                 base = self._base(pred, c, kind, sel, codes, ks, cells)
                 if self.config.mode == "lossy":
                     rec = base.astype(np.float32)
@@ -290,10 +292,7 @@ class ImageCodec:
         for c in range(C):
             for kind, sel, geom in self._kinds(c, codes, ks):
                 prefix = f"c{c}.{kind}."
-                names = [prefix + "n", prefix + "g"]
-                pid, idx = sparse.decode_occupancy(
-                    [self._get(streams, s) for s in names], int(sel.sum()), geom[0] * geom[1]
-                )
+                pid, idx = self._occupancy(streams, prefix, int(sel.sum()), geom)
                 cells = sparse.CellSet(pid, idx, geom[1])
                 if occ_img is not None:
                     self._scatter(occ_img, np.ones(len(idx), np.float32), cells, c, kind, sel, codes, ks)
@@ -327,6 +326,15 @@ class ImageCodec:
         if "f64" in streams:
             return decode_f64_residual(streams["f64"], out)
         return out
+
+    def _occupancy(self, streams: Mapping[str, bytes], prefix: str, n: int, geom: tuple[int, int]):
+        """(plane, index) of the occupied cells of n planes: the context-coded "o" stream, or in chunks
+        written before it the count and gap streams "n", "g"."""
+        if prefix + "o" in streams or prefix + "n" not in streams:
+            occ = ctxocc.decode_planes(self._get(streams, prefix + "o"), n, *geom)
+            return sparse.occupied_cells(occ)
+        names = [prefix + "n", prefix + "g"]
+        return sparse.decode_occupancy([self._get(streams, s) for s in names], n, geom[0] * geom[1])
 
     def _value_coding(self, coding: sparse.ValueCoding, kind: str, k: int) -> sparse.ValueCoding:
         """unbiased: a block's value is one crystal's share of the block, so its step is divided by the

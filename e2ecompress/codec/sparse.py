@@ -161,7 +161,7 @@ def block_mean(planes: np.ndarray, offsets: np.ndarray, k: int) -> np.ndarray:
 
 def occupied_cells(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """planes [N, h, w] -> (plane id, flat index) of the non-zero cells, in plane then raster order."""
-    if planes.dtype not in (np.float32, np.float64, np.int32, np.int64):
+    if planes.dtype not in (np.float32, np.float64, np.int32, np.int64, np.uint8, np.bool_):
         n = len(planes)
         return np.nonzero(planes.reshape(n, int(np.prod(planes.shape[1:]))) != 0)
     if len(planes) and not planes[0].flags.c_contiguous:
