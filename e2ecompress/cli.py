@@ -24,12 +24,24 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _pthat_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX in GeV, got {text!r}") from None
+    if not 0 < lo < hi:
+        raise argparse.ArgumentTypeError(f"need 0 < MIN < MAX, got {text}")
+    return lo, hi
+
+
 def _cmd_make_dataset(args) -> int:
     from e2ecompress._extras import require
 
     require("make-dataset", "generate")
     from e2ecompress.data.dataset import DatasetConfig, make_dataset
+    from e2ecompress.data.generator import JetCuts
 
+    lo, hi = args.pthat
     cfg = DatasetConfig(
         layout=args.layout,
         sets=tuple(args.sets.split(",")),
@@ -37,6 +49,7 @@ def _cmd_make_dataset(args) -> int:
         shards=args.shards,
         seed=args.seed,
         pileup_mu=args.pileup,
+        cuts=JetCuts(pthat_min=lo, pthat_max=hi),
     )
     man = make_dataset(cfg, args.out, workers=args.workers, progress=not args.quiet)
     thr = man["throughput"]
@@ -170,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--shards", type=_int_list, default=(8, 1, 1), help="train,val,test shards per set")
     m.add_argument("--seed", type=int, default=20261129)
     m.add_argument("--pileup", type=float, default=0.0, metavar="MU", help="mean pileup interactions")
+    m.add_argument(
+        "--pthat",
+        type=_pthat_range,
+        default=(80.0, 170.0),
+        metavar="MIN,MAX",
+        help="hard-scatter pT range in GeV (default 80,170: jets of ~70-250 GeV)",
+    )
     m.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     m.add_argument("--quiet", action="store_true")
     m.set_defaults(func=_cmd_make_dataset)

@@ -78,3 +78,17 @@ def test_check_reports_nan(tmp_path, capsys):
 def test_check_good_file(good_file, capsys):
     assert cli.main(["check", str(good_file)]) == 0
     assert "4 jets" in capsys.readouterr().out
+
+
+def test_pthat_range_option():
+    import argparse
+
+    from e2ecompress.cli import _pthat_range, build_parser
+
+    assert _pthat_range("400,800") == (400.0, 800.0)
+    for bad in ("800,400", "x", "0,10", "1,2,3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _pthat_range(bad)
+    args = build_parser().parse_args(["make-dataset", "out", "--pthat", "300,600"])
+    assert args.pthat == (300.0, 600.0)
+    assert build_parser().parse_args(["make-dataset", "out"]).pthat == (80.0, 170.0)
