@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from e2ecompress import __version__, _core
+from e2ecompress.codec import physics_check, physics_lossy
 from e2ecompress.codec.budget import add_streams, per_jet
 from e2ecompress.codec.image import CodecConfig, ImageCodec
 from e2ecompress.errors import DecodeError, E2EError, InputError
@@ -33,7 +34,8 @@ from e2ecompress.io.base import METADATA_KEY, format_from_suffix, one_line
 from e2ecompress.io.batch import BufferRing
 
 DEFAULT_MODEL = "latent_qg3_default"
-DEFAULT_QUALITY = 3
+DEFAULT_QUALITY = 3  # the learned latent codec's level (latent=True, `--latent`)
+DEFAULT_LEVEL = physics_lossy.DEFAULT_LEVEL  # the physics level of a pack with no mode chosen
 DEFAULT_CHUNK = 512
 MODEL_FILES = ("model.safetensors", "checkpoint.json")
 _RESERVED_META = ("format", "version", "layout", "channels", "image_shape")
@@ -101,16 +103,27 @@ def _size(n: int) -> str:
 
 
 def make_config(
-    *, quality: int | None = None, max_error: float | None = None, lossless: bool = False, **kw: Any
+    *,
+    quality: int | None = None,
+    max_error: float | None = None,
+    lossless: bool = False,
+    latent: bool = False,
+    **kw: Any,
 ) -> CodecConfig:
-    """The CodecConfig for CLI-style options (at most one of quality / max_error / lossless)."""
+    """The CodecConfig for CLI-style options: at most one of quality / max_error / lossless. quality is a
+    physics level (1..5; DEFAULT_LEVEL when no mode is chosen), or with latent=True a level of the learned
+    latent codec (DEFAULT_QUALITY when not given)."""
     if sum(x is not None and x is not False for x in (quality, max_error, lossless)) > 1:
         raise ValueError("choose one of quality, max_error and lossless")
+    if latent and (max_error is not None or lossless):
+        raise ValueError("latent takes a quality level, not max_error or lossless")
+    if latent:
+        return CodecConfig(mode="lossy", quality=DEFAULT_QUALITY if quality is None else int(quality), **kw)
     if lossless:
         return CodecConfig(mode="lossless", **kw)
     if max_error is not None:
         return CodecConfig(mode="bounded", max_error=float(max_error), **kw)
-    return CodecConfig(mode="lossy", quality=DEFAULT_QUALITY if quality is None else int(quality), **kw)
+    return CodecConfig(mode="physics", quality=DEFAULT_LEVEL if quality is None else quality, **kw)
 
 
 def _load_latent(name_or_path: str | os.PathLike):
@@ -171,6 +184,7 @@ def pack(
     quality: int | None = None,
     max_error: float | None = None,
     lossless: bool = False,
+    latent: bool = False,
     predictor: str = "none",
     keep_fraction: float = 1.0,
     unbiased: bool = False,
@@ -182,8 +196,11 @@ def pack(
 ) -> Summary:
     """Compress a parquet / HDF5 jet file into an .e2ez file; see docs/FORMAT.md.
 
-    Bounded and lossless packs decode every chunk they wrote and check it (|x - x'| <= max_error, or
-    bit-exact) before the file is committed; nothing is left at dst on any failure. unbiased (bounded):
+    With no mode chosen the images are coded at physics level DEFAULT_LEVEL; quality picks another
+    physics level, or with latent=True a level of the learned latent codec. Physics, bounded and lossless
+    packs decode every chunk they wrote and check it (`physics_check`: exact positions in the cone, its
+    sums and relative bound; |x - x'| <= max_error; bit-exact) before the file is committed; nothing is
+    left at dst on any failure. unbiased (bounded):
     non-zero pixels stay non-zero and tower (block) energies are within max_error as a whole.
     """
     src, dst = os.fspath(src), os.fspath(dst)
@@ -194,6 +211,7 @@ def pack(
         quality=quality,
         max_error=max_error,
         lossless=lossless,
+        latent=latent,
         predictor=predictor,
         keep_fraction=keep_fraction,
         **({"unbiased": True} if unbiased else {}),
@@ -229,9 +247,10 @@ def pack(
                 "normalization": latent.normalizer.to_dict(),
                 "embedded": bool(embed_model),
             }
-        max_err, image_bytes = 0.0, 0
+        max_err, max_rel, image_bytes = 0.0, 0.0, 0
         with ContainerWriter(dst, header) as writer, _progress(f.n_jets, "pack", progress) as bar:
-            dtype = f.exact_dtype if config.mode != "lossy" else "float32"  # lossy codes float32
+            coded32 = config.mode in ("lossy", "physics")
+            dtype = "float32" if coded32 else f.exact_dtype  # lossy and physics code float32
             scratch = BufferRing(1)  # decoded chunks are only checked: one buffer, reused
             batches = _prefetch(f.iter_batches(chunk_size, dtype=dtype, reuse=2))
             for batch in clock.iterate("read", batches):
@@ -248,7 +267,12 @@ def pack(
                     if config.mode != "lossy":
                         shape = (len(batch), *f.image_shape)
                         rec = codec.decode(streams, len(batch), scratch.empty(shape, np.float32))  # = unpack
-                    max_err = max(max_err, _check(rec, batch, config, dst, check))
+                    if config.mode == "physics":
+                        rel, err = _check_physics(rec, batch, codec, dst, verify)
+                        max_rel = max(max_rel, rel)
+                    else:
+                        err = _check(rec, batch, config, dst, check)
+                    max_err = max(max_err, err)
                 with clock("write"):
                     writer.write_chunk(len(batch), streams, batch.table)
                 image_bytes += sum(len(v) for v in streams.values())
@@ -258,7 +282,10 @@ def pack(
                     writer.add_attachment(f"model/{name}", (Path(latent.path) / name).read_bytes())
             n = f.n_jets
             raw = n * int(np.prod(f.image_shape)) * 4
-            writer.close(footer_meta={"n_jets": n, "max_abs_error": max_err})
+            footer = {"n_jets": n, "max_abs_error": max_err}
+            if config.mode == "physics":  # both inside the cone only
+                footer["max_rel_error"] = max_rel
+            writer.close(footer_meta=footer)
     return Summary(
         dst,
         n,
@@ -335,6 +362,18 @@ def _check(dec: np.ndarray, batch: Batch, config: CodecConfig, dst: str, verify:
             "(float32 precision; use a larger --max-error or --lossless); nothing written"
         )
     return err
+
+
+def _check_physics(dec: np.ndarray, batch: Batch, codec: ImageCodec, dst: str, verify: bool):
+    """(max relative, max absolute error) inside the cone of a chunk decoded at a physics level; with
+    verify, E2EError naming the file and the jets unless it keeps what the level promises."""
+    try:
+        return physics_check.check(batch.images, dec, codec.physics.level)
+    except E2EError as e:
+        if not verify:
+            return math.nan, math.nan
+        where = f"jets {batch.start}..{batch.start + len(batch) - 1}"
+        raise E2EError(f"{dst}: {where}: {e}; nothing written") from None
 
 
 class Reader:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from e2ecompress.errors import InputError
+from e2ecompress.errors import E2EError, InputError
 
 
 def _eps(text: str) -> float:
@@ -40,14 +40,29 @@ def _positive(text: str) -> int:
     return value
 
 
+def _pack_mode_problem(args) -> str | None:
+    """Why the pack options do not make one mode (None if they do)."""
+    if args.latent and (args.max_error is not None or args.lossless):
+        return "--latent takes --quality, not --max-error or --lossless"
+    if args.predictor != "none" and args.max_error is None:
+        return "--predictor model goes with --max-error"
+    if args.keep_fraction != 1.0 and not args.latent:
+        return "--keep-fraction goes with --latent"
+    return None
+
+
 def _cmd_pack(args) -> int:
     from e2ecompress import api, distributed
 
+    problem = _pack_mode_problem(args)
+    if problem:
+        raise E2EError(problem)
     opts = {
         "model": args.model,
         "quality": args.quality,
         "max_error": args.max_error,
         "lossless": args.lossless,
+        "latent": args.latent,
         "predictor": args.predictor,
         "keep_fraction": args.keep_fraction,
         "unbiased": args.unbiased,
@@ -182,10 +197,18 @@ def add_commands(sub) -> None:
     p.add_argument("--model", help="latent model name or checkpoint directory (default: latent_qg3_default)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
-        "--quality", type=_level, help="lossy latent codec level, 1 (smallest) to 5 (default 3)"
+        "--quality",
+        type=_level,
+        help="physics level, 1 (smallest) to 5 (most precise); the default mode, level 3 "
+        "(with --latent: the latent codec's level)",
     )
     mode.add_argument("--max-error", type=_eps, metavar="EPS", help="every pixel within EPS GeV")
     mode.add_argument("--lossless", action="store_true", help="exact float32 values")
+    p.add_argument(
+        "--latent",
+        action="store_true",
+        help="the learned latent codec (research; ml extra) at --quality, 1 to 5 (default 3)",
+    )
     p.add_argument(
         "--predictor",
         choices=("none", "model"),

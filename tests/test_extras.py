@@ -126,7 +126,9 @@ def _one_line_error(r, extra):
 
 @pytest.mark.parametrize("block", [HEAVY, ("torch",)], ids=["base", "no-torch"])
 @pytest.mark.parametrize(
-    "mode", [["--quality", "3"], ["--max-error", "0.1", "--predictor", "model"]], ids=["lossy", "predictor"]
+    "mode",
+    [["--latent", "--quality", "3"], ["--max-error", "0.1", "--predictor", "model"]],
+    ids=["lossy", "predictor"],
 )
 def test_learned_modes_without_torch(tmp_path, small_file, block, mode):
     src, _ = small_file

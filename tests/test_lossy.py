@@ -48,7 +48,7 @@ def _decode(path, **kw):
 def test_lossy_levels_keep_zeros(setup, quality):
     root, src, images, model, _ = setup
     out = root / f"q{quality}.e2ez"
-    summary = api.pack(src, out, model=model, quality=quality, chunk_size=16)
+    summary = api.pack(src, out, model=model, latent=True, quality=quality, chunk_size=16)
     dec = _decode(out)
     assert dec.shape == images.shape
     assert not dec[images == 0].any()  # zeros stay exact zeros
@@ -59,8 +59,8 @@ def test_lossy_levels_keep_zeros(setup, quality):
 def test_visible_only_point(setup):
     root, src, images, model, _ = setup
     full, part = root / "full.e2ez", root / "part.e2ez"
-    api.pack(src, full, model=model, quality=2)
-    api.pack(src, part, model=model, quality=2, keep_fraction=0.25)
+    api.pack(src, full, model=model, latent=True, quality=2)
+    api.pack(src, part, model=model, latent=True, quality=2, keep_fraction=0.25)
     assert part.stat().st_size < full.stat().st_size
     dec = _decode(part)
     assert not dec[images == 0].any()
@@ -81,7 +81,7 @@ def test_decode_is_the_same_with_any_thread_count(setup):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        api.pack(src, lossy, model=model, quality=2)
+        api.pack(src, lossy, model=model, latent=True, quality=2)
         api.pack(src, bounded, model=model, max_error=0.01, predictor="model")
         two = _decode(lossy), _decode(bounded)
         torch.set_num_threads(1)
@@ -96,7 +96,7 @@ def test_decode_is_the_same_with_any_thread_count(setup):
 def test_wrong_model_is_an_error(setup, capsys):
     root, src, _, model, other = setup
     out = root / "w.e2ez"
-    api.pack(src, out, model=model, quality=2)
+    api.pack(src, out, model=model, latent=True, quality=2)
     with pytest.raises(InputError, match="was packed with model"):
         _decode(out, model=other)
     assert main(["unpack", str(out), str(root / "w.parquet"), "--model", str(other)]) == 2
@@ -110,13 +110,13 @@ def test_embedded_model_decodes_without_the_checkpoint(setup, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(model, copy)
     out = tmp_path / "e.e2ez"
-    api.pack(src, out, model=copy, quality=2, embed_model=True)
+    api.pack(src, out, model=copy, latent=True, quality=2, embed_model=True)
     want = _decode(out)
     shutil.rmtree(copy)
     assert np.array_equal(_decode(out), want)
     with pytest.raises(InputError):  # the same file without the embedded copy needs the model
         plain = tmp_path / "p.e2ez"
-        api.pack(src, plain, model=model, quality=2)
+        api.pack(src, plain, model=model, latent=True, quality=2)
         shutil.move(model, tmp_path / "moved")
         try:
             _decode(plain)

@@ -26,7 +26,7 @@ dtypes) is taken as raw bytes holding `dtype` values ("<f4" or "<f8") and decode
 [-1, C, H, W] of that dtype. Object arrays raise TypeError. float64 is kept: lossless mode codes it
 exactly; bounded mode codes its float32 rounding and checks that every decoded pixel is still within
 max_error of the float64 input (ValueError if not, which the step's float32 headroom prevents in
-practice); lossy mode codes the float32 rounding. Decoding returns float64 for such chunks.
+practice); lossy and physics modes code the float32 rounding. Decoding returns float64 for such chunks.
 
 A chunk is coded by `ImageCodec` into a self-contained frame: b"E2EC" | u8 version | u32 JSON length |
 JSON header | the streams | u32 CRC32C of everything before it. The header holds "shape" (of the decoded
@@ -96,7 +96,8 @@ def _flat_bytes(arr: np.ndarray) -> np.ndarray:
 class E2ECodec(_Base):
     """numcodecs-compatible codec over `ImageCodec`.
 
-    Args: mode ("lossy" | "bounded" | "lossless"), quality, max_error, predictor, keep_fraction, unbiased (see
+    Args: mode ("physics", the default as in `api.pack`, | "lossy" | "bounded" | "lossless"), quality (the
+    physics level, default 3, or the latent level), max_error, predictor, keep_fraction, unbiased (see
     CodecConfig), channels (names, in image order), model (latent model name or directory, for modes
     that use one), dtype ("<f4" or "<f8": the values in a raw buffer, which has no dtype of its own),
     image_size ((H, W) of the images in a raw buffer or a flat array). Arrays of float32 / float64 keep
@@ -108,7 +109,7 @@ class E2ECodec(_Base):
 
     def __init__(
         self,
-        mode: str = "bounded",
+        mode: str = "physics",
         quality: int | None = None,
         max_error: float | None = None,
         predictor: str = "none",
@@ -233,7 +234,7 @@ class E2ECodec(_Base):
             same = decoded is not None and decoded.dtype == images.dtype
             if not (same and np.array_equal(decoded.view(np.int64), images.view(np.int64))):
                 raise ValueError("this ImageCodec cannot code float64 values exactly; lossless mode failed")
-        else:  # bounded / lossy float64: code the float32 rounding
+        else:  # bounded / lossy / physics float64: code the float32 rounding
             if float(np.max(np.abs(images), initial=0.0)) > float(np.finfo(np.float32).max):
                 raise ValueError("float64 values beyond the float32 range need lossless mode")
             streams, decoded = codec.encode(images.astype(np.float32))
