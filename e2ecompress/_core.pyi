@@ -118,3 +118,11 @@ def ctx_encode(occ: np.ndarray, context: np.ndarray | None = None, block: int = 
 def ctx_decode(
     data: _Bytes, n: int, h: int, w: int, context: np.ndarray | None = None
 ) -> npt.NDArray[np.bool_]: ...
+
+# context-modelled value coder (kernels/ctxval.h; wrapper: e2ecompress.codec.ctxval)
+def ctxval_encode(
+    values: np.ndarray, plane: np.ndarray, index: np.ndarray, height: int, width: int, kind: str
+) -> bytes: ...
+def ctxval_decode(
+    data: _Bytes, plane: np.ndarray, index: np.ndarray, height: int, width: int, kind: str
+) -> npt.NDArray[np.int64]: ...

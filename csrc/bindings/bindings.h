@@ -5,6 +5,7 @@
 
 void bind_checksum(pybind11::module_& m);
 void bind_ctxcode(pybind11::module_& m);
+void bind_ctxval(pybind11::module_& m);
 void bind_patch(pybind11::module_& m);
 void bind_rans(pybind11::module_& m);
 void bind_runs(pybind11::module_& m);
