@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,8 @@ def measure(images: np.ndarray, names, totals: dict, repeats: int) -> None:
                 back = ctxval.decode(new, plane, index, h, w, kind)
                 if not np.array_equal(back, values):
                     raise SystemExit(f"round trip failed: {name} {mode}")
-                t_enc = best_of(repeats, lambda: ctxval.encode(values, plane, index, h, w, kind))
-                t_dec = best_of(repeats, lambda: ctxval.decode(new, plane, index, h, w, kind))
+                t_enc = best_of(repeats, partial(ctxval.encode, values, plane, index, h, w, kind))
+                t_dec = best_of(repeats, partial(ctxval.decode, new, plane, index, h, w, kind))
                 row = totals.setdefault((mode, name), [0, 0, 0.0, 0.0, 0])
                 row[0] += len(old)
                 row[1] += len(new)
@@ -122,11 +123,15 @@ def main() -> None:
             old, new, te, td, cnt = totals[(mode, name)]
             for i, v in enumerate((old, new, te, td, cnt)):
                 sums[i] += v
-            print(f"{mode:9s} {name:8s} {cnt / n_jets:9.1f} {old / n_jets:8.2f} {new / n_jets:8.2f} "
-                  f"{100 * (new / old - 1):+6.1f}% {1e6 * te / n_jets:10.2f} {1e6 * td / n_jets:10.2f}")
+            print(
+                f"{mode:9s} {name:8s} {cnt / n_jets:9.1f} {old / n_jets:8.2f} {new / n_jets:8.2f} "
+                f"{100 * (new / old - 1):+6.1f}% {1e6 * te / n_jets:10.2f} {1e6 * td / n_jets:10.2f}"
+            )
         old, new, te, td, cnt = sums
-        print(f"{mode:9s} {'total':8s} {cnt / n_jets:9.1f} {old / n_jets:8.2f} {new / n_jets:8.2f} "
-              f"{100 * (new / old - 1):+6.1f}% {1e6 * te / n_jets:10.2f} {1e6 * td / n_jets:10.2f}")
+        print(
+            f"{mode:9s} {'total':8s} {cnt / n_jets:9.1f} {old / n_jets:8.2f} {new / n_jets:8.2f} "
+            f"{100 * (new / old - 1):+6.1f}% {1e6 * te / n_jets:10.2f} {1e6 * td / n_jets:10.2f}"
+        )
 
 
 if __name__ == "__main__":
