@@ -12,12 +12,17 @@ non-zero cells (`c{i}.{kind}.` streams):
 - per plane, the sum of x w over its cells inside the cone (w: pixels a cell covers) is restored by a
   factor 1 + t 2^-sum_bits on all of them (".s": t, for the planes with such cells), so decoded cone
   sums are exact within 2^-(sum_bits + 1) relative and every cone value within r - 1 relative;
-- outside the cone a plane keeps its number of non-zero cells (".on") and their values on a coarser grid
-  (".ov", sorted); the decoder draws their positions again (`cone.regenerate`, seeded by the ".on"
-  stream's CRC32C, the channel and the kind), so decoding is reproducible.
+- outside the cone, on plane kinds with at most `exact_cells` cells there (coarse grids: towers), the
+  positions are exact (".on" counts, ".og" gaps over the outside cells) and the values on a coarser grid
+  r_out in cell order (".ov", as ".v"); on the others a plane keeps, per ring about the axis (edges
+  `rings`, pixels), its number of non-zero cells (".on") and their values on the coarser grid, sorted
+  (".ov": per plane and ring the smallest code, then the rises), and the decoder draws their positions
+  again inside their ring (`cone.regenerate`, seeded by the ".on" stream's CRC32C, the channel and the
+  kind), so decoding is reproducible.
 
-Zeros inside the cone stay zeros and non-zero values stay non-zero. "phys" holds the parameters and the
-block size per channel, "planes" the plane code per jet and channel (FULL or the block offset).
+Zeros inside the cone stay zeros and non-zero values stay non-zero; no value changes sign. "phys" holds the
+parameters and the block size k per channel, "planes" the plane code per jet of the channels with k > 0
+(0: a pixel plane, else 1 + the block offset).
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from e2ecompress.codec.intcode import decode_ints, encode_ints
 from e2ecompress.codec.physics_values import Level, get
 from e2ecompress.errors import DecodeError
 
-LEVELS = {  # in-cone relative bound r - 1: 300 %, 32 %, 16 %, 4 %, 1 %
-    1: Level(12288, 16383, 4, rings=(), exact_cells=0),
+LEVELS = {  # in-cone relative bound r - 1: 400 %, 32 %, 16 %, 4 %, 1 %
+    1: Level(16383, 16383, 6, rings=(), exact_cells=0),
     2: Level(1311, 4096, 8),
     3: Level(655, 4096, 9),
     4: Level(164, 4096, 11),
