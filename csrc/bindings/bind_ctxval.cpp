@@ -30,8 +30,8 @@ e2e::ValueKind parse_kind(const std::string& kind) {
 void check_1d(const I64& a, const char* name, py::ssize_t n) {
   if (a.ndim() != 1) throw std::invalid_argument(std::string(name) + " must be 1-D");
   if (a.shape(0) != n)
-    throw std::invalid_argument(std::string(name) + " has " + std::to_string(a.shape(0)) + " entries, expected " +
-                                std::to_string(n));
+    throw std::invalid_argument(std::string(name) + " has " + std::to_string(a.shape(0)) +
+                                " entries, expected " + std::to_string(n));
 }
 
 void check_size(py::ssize_t h, py::ssize_t w) {
@@ -50,7 +50,8 @@ py::bytes encode(const I64& values, const I64& plane, const I64& index, py::ssiz
   const py::ssize_t n = values.shape(0);
   check_1d(plane, "plane", n);
   check_1d(index, "index", n);
-  const auto un = static_cast<std::size_t>(n), uh = static_cast<std::size_t>(h), uw = static_cast<std::size_t>(w);
+  const auto un = static_cast<std::size_t>(n), uh = static_cast<std::size_t>(h);
+  const auto uw = static_cast<std::size_t>(w);
   const int64_t* v = values.data();
   const int64_t* p = plane.data();
   const int64_t* ix = index.data();
@@ -72,10 +73,12 @@ py::array_t<int64_t> decode(const py::buffer& data, const I64& plane, const I64&
   const py::ssize_t n = plane.shape(0);
   check_1d(index, "index", n);
   const py::buffer_info info = data.request();
-  if (!PyBuffer_IsContiguous(info.view(), 'C')) throw std::invalid_argument("data must be a contiguous buffer");
+  if (!PyBuffer_IsContiguous(info.view(), 'C'))
+    throw std::invalid_argument("data must be a contiguous buffer");
   const auto* ptr = static_cast<const uint8_t*>(info.ptr);
   const auto size = static_cast<std::size_t>(info.size * info.itemsize);
-  const auto un = static_cast<std::size_t>(n), uh = static_cast<std::size_t>(h), uw = static_cast<std::size_t>(w);
+  const auto un = static_cast<std::size_t>(n), uh = static_cast<std::size_t>(h);
+  const auto uw = static_cast<std::size_t>(w);
   const int64_t* p = plane.data();
   const int64_t* ix = index.data();
   e2e::ctxval_check_cells(p, ix, un, uh, uw);

@@ -280,8 +280,8 @@ int64_t code_float32(Coder& c, Models& md, const Cell& cell, int64_t v) {
     const bool neg = c.code(md.dsign[cell.ctx], d_in < 0 ? 1 : 0) != 0;
     const uint64_t limit = static_cast<uint64_t>(neg ? ref : 255 - ref);
     if (limit == 0) throw DecodeError("value stream: corrupt (exponent out of range)");  // decoder only
-    const uint64_t mag = code_unary<kEnc>(c, &md.len[cell.ctx * kPrefix], static_cast<uint64_t>(neg ? -d_in : d_in),
-                                          limit);
+    const auto mag_in = static_cast<uint64_t>(neg ? -d_in : d_in);
+    const uint64_t mag = code_unary<kEnc>(c, &md.len[cell.ctx * kPrefix], mag_in, limit);
     d = neg ? -static_cast<int64_t>(mag) : static_cast<int64_t>(mag);
   }
   const auto e = static_cast<uint32_t>(ref + d);
@@ -344,17 +344,19 @@ uint64_t code_all(Coder& c, const int64_t* values, const int64_t* plane, const i
     for (std::size_t k = i; k < j; ++k) occ[pos[k]] = 1;
     for (std::size_t k = i; k < j; ++k) {
       const std::size_t p = pos[k];
-      const unsigned cnt = static_cast<unsigned>(o[p - 1] + o[p + 1] + o[p - s - 1] + o[p - s] + o[p - s + 1] +
-                                                 o[p + s - 1] + o[p + s] + o[p + s + 1]);
+      const auto cnt = static_cast<unsigned>(o[p - 1] + o[p + 1] + o[p - s - 1] + o[p - s] + o[p - s + 1] +
+                                             o[p + s - 1] + o[p + s] + o[p + s + 1]);
       const unsigned m = std::max(std::max(f[p - 1], f[p - s]), std::max(f[p - s - 1], f[p - s + 1]));
       unsigned bucket = m;
-      if (!quantized && m) bucket = 1 + static_cast<unsigned>(std::clamp<int>(static_cast<int>(m) - 113, 0, kFFeat - 2));
+      if (!quantized && m)
+        bucket = 1 + static_cast<unsigned>(std::clamp<int>(static_cast<int>(m) - 113, 0, kFFeat - 2));
       Cell cell;
       cell.m = m;
       cell.occ0 = cnt == 0 ? 1u : 0u;
       cell.ctx = (static_cast<std::size_t>(bucket) * kOcc + std::min(cnt, 4u)) * kRad + rad[k];
       const int64_t vin = kEnc ? values[k] : 0;
-      const int64_t v = quantized ? code_quantized<kEnc>(c, md, cell, vin) : code_float32<kEnc>(c, md, cell, vin);
+      const int64_t v =
+          quantized ? code_quantized<kEnc>(c, md, cell, vin) : code_float32<kEnc>(c, md, cell, vin);
       if constexpr (!kEnc) out[k] = v;
       uint16_t ft;
       if (quantized) {
@@ -460,7 +462,8 @@ void ctxval_decode(const uint8_t* data, std::size_t size, const int64_t* plane, 
   ctxval_check_cells(plane, index, n, h, w);
   const CtxValHeader hdr = ctxval_read_header(data, size);
   if (hdr.n != n)
-    throw DecodeError("value stream holds " + std::to_string(hdr.n) + " values, expected " + std::to_string(n));
+    throw DecodeError("value stream holds " + std::to_string(hdr.n) + " values, expected " +
+                      std::to_string(n));
   if (hdr.kind != kind) throw DecodeError("value stream is of another kind");
   if (size - hdr.size < 8) throw DecodeError("value stream: truncated");
   const std::size_t end = size - 4;

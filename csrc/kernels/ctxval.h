@@ -27,6 +27,12 @@
 // kernels/ctxcode.h; all arithmetic is integer, so encoder and decoder agree bit for bit everywhere. Every
 // call starts from p = 1/2: the model adapts within one stream (typically a chunk of 512 jets).
 //
+// Measured on 2000 generated jets (chunks of 512; benchmarks/bench_ctxval.py) against the best of the
+// direct / runs predictors with static rANS tables: -12.4 % bounded (max error 0.01), -12.5 % lossless.
+// Tried and not kept (each within +-0.2 % in total): half-octave instead of bit-length features, mantissa
+// contexts by the neighbour feature, separate counts of occupied neighbours before / after the cell.
+// Without the radial bucket ECAL gains 0.7 % but Tracks lose 3 %.
+//
 // Entropy coder: the binary range coder of kernels/ctxcode.h (32-bit range, carry propagation, exact
 // flush), with raw bits coded by splitting the range evenly. A 32-bit hash of (plane, index, value) of
 // every cell follows the coded bytes; the decoder checks that every byte was used, the final code value
