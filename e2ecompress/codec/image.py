@@ -248,7 +248,7 @@ class ImageCodec:
                 planes = self._planes(images, c, kind, sel, codes, ks)
                 occupied = planes if key is images else self._planes(key, c, kind, sel, codes, ks)
                 pid, idx = sparse.occupied_cells(occupied)
-                cells = sparse.CellSet(pid, idx, geom[1])
+                cells = sparse.CellSet(pid, idx, geom[1], geom[0])
                 prefix = f"c{c}.{kind}."
                 streams[prefix + "o"] = ctxocc.encode_planes(occupied)
                 base = self._base(pred, c, kind, sel, codes, ks, cells)
@@ -293,7 +293,7 @@ class ImageCodec:
             for kind, sel, geom in self._kinds(c, codes, ks):
                 prefix = f"c{c}.{kind}."
                 pid, idx = self._occupancy(streams, prefix, int(sel.sum()), geom)
-                cells = sparse.CellSet(pid, idx, geom[1])
+                cells = sparse.CellSet(pid, idx, geom[1], geom[0])
                 if occ_img is not None:
                     self._scatter(occ_img, np.ones(len(idx), np.float32), cells, c, kind, sel, codes, ks)
                 elif kind == "blk":  # check the cells lie inside the image before decoding values

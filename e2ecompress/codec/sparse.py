@@ -30,11 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from e2ecompress import _core
+from e2ecompress.codec import ctxval
 from e2ecompress.codec.intcode import decode_ints, encode_ints
 from e2ecompress.errors import DecodeError
 
+_CTX_KIND = {"lossless": "float32bits", "bounded": "quantized"}
 FULL = 255  # plane code of a plane coded pixel by pixel; block planes have code oy * k + ox
-PREDICTORS = ("direct", "runs")
+PREDICTORS = ("direct", "runs", "ctx")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -219,6 +221,7 @@ class CellSet:
     plane: np.ndarray
     index: np.ndarray
     width: int
+    height: int = 0  # the planes' height; 0 (unknown) leaves the context-modelled "ctx" predictor out
 
     def __len__(self) -> int:
         return len(self.index)
@@ -231,20 +234,23 @@ def encode_values(
     args = (cells.plane, cells.index, cells.width)
     if coding.mode == "lossless":
         bits = x.view(np.int32).astype(np.int64)
-        options = {"direct": bits, "runs": _core.runs_int_encode(*args, bits)}
-        recs = {"direct": x, "runs": x}
+        ints = {"direct": bits, "runs": _core.runs_int_encode(*args, bits)}
+        recs = {"direct": x, "runs": x, "ctx": x}
     else:
         base64 = np.zeros(len(x)) if base is None else np.asarray(base, np.float64)
         q = np.rint((x.astype(np.float64) - base64) / coding.step)
         runs_r, runs_rec = _core.runs_quantize(*args, x.astype(np.float64), base64, coding.step)
-        options = {"direct": q.astype(np.int64), "runs": runs_r}
-        recs = {"direct": base64 + coding.step * q, "runs": runs_rec}
-    best = None
-    for i, name in enumerate(PREDICTORS):
-        data = bytes([i]) + encode_ints(options[name], signed=True)
-        if best is None or len(data) < len(best[0]):
-            best = (data, name)
-    return best[0], np.asarray(recs[best[1]], np.float32)
+        ints = {"direct": q.astype(np.int64), "runs": runs_r}
+        direct_rec = base64 + coding.step * q
+        recs = {"direct": direct_rec, "runs": runs_rec, "ctx": direct_rec}
+    options = {name: encode_ints(v, signed=True) for name, v in ints.items()}
+    if cells.height:  # the context-modelled coder of the direct integers (ctxval)
+        kind = _CTX_KIND[coding.mode]
+        options["ctx"] = ctxval.encode(
+            ints["direct"], cells.plane, cells.index, cells.height, cells.width, kind
+        )
+    best = min(options, key=lambda name: (len(options[name]), PREDICTORS.index(name)))
+    return bytes([PREDICTORS.index(best)]) + options[best], np.asarray(recs[best], np.float32)
 
 
 def decode_values(data: bytes, cells: CellSet, base: np.ndarray | None, coding: ValueCoding) -> np.ndarray:
@@ -254,11 +260,16 @@ def decode_values(data: bytes, cells: CellSet, base: np.ndarray | None, coding: 
         if n:
             raise DecodeError("values: empty stream for occupied cells")
         return np.zeros(0, np.float32)
-    if data[0] >= len(PREDICTORS):
+    if data[0] >= len(PREDICTORS) or (PREDICTORS[data[0]] == "ctx" and not cells.height):
         raise DecodeError(f"values: unknown predictor {data[0]}")
     predictor = PREDICTORS[data[0]]
-    r = decode_ints(memoryview(data)[1:], n, signed=True)
     args = (cells.plane, cells.index, cells.width)
+    if predictor == "ctx":
+        kind = _CTX_KIND[coding.mode]
+        r = ctxval.decode(memoryview(data)[1:], cells.plane, cells.index, cells.height, cells.width, kind)
+        predictor = "direct"  # the same integers as the direct predictor
+    else:
+        r = decode_ints(memoryview(data)[1:], n, signed=True)
     if coding.mode == "lossless":
         bits = r if predictor == "direct" else _core.runs_int_decode(*args, r)
         if n and (bits.min() < np.iinfo(np.int32).min or bits.max() > np.iinfo(np.int32).max):
