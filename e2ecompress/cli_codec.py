@@ -119,7 +119,11 @@ def _cmd_inspect(args) -> int:
     print(f"{info['path']}: {info['n_jets']} jets in {info['n_chunks']} chunks, {info['bytes']} bytes")
     print(f"  {info['bytes_per_jet']:.1f} bytes/jet, {info['ratio_vs_raw']:.0f}x smaller than raw float32")
     print(f"  layout {h.get('layout')}, channels {', '.join(h.get('channels', []))}, shape {h.get('shape')}")
-    setting = {"lossy": f"quality {codec.get('quality')}", "bounded": f"max error {codec.get('max_error')}"}
+    setting = {
+        "lossy": f"quality {codec.get('quality')}",
+        "physics": f"level {codec.get('quality')}",
+        "bounded": f"max error {codec.get('max_error')}",
+    }
     print(f"  mode {codec.get('mode')} {setting.get(codec.get('mode'), '')}".rstrip())
     if model:
         print(f"  model {model.get('name')} id {model.get('id', '')[:16]} embedded={model.get('embedded')}")
