@@ -22,6 +22,8 @@ from e2ecompress.errors import DecodeError
 VERSION = 1
 _HEAD = struct.Struct("<BHHHBH")  # version, radius * 16, step, out step, sum bits, exact outside cells
 _SCALE = 4096
+MIN_STEP = 16  # the finest grid a chunk may use (r = 1 + 16 / 4096: about 45,000 grid points)
+MAX_RINGS = 8  # the most ring edges outside the cone
 PREDICTORS = ("direct", "runs")
 
 
@@ -238,9 +240,11 @@ def decode_header(data: bytes, n_channels: int) -> tuple[Level, list[int]]:
         raise DecodeError("phys: bad header size")
     edges = struct.unpack_from(f"<{n_edges}H", data, _HEAD.size + 1)
     ks = list(data[start:])
-    if version != VERSION or not 0 < step < _SCALE * 4 or not 0 < out_step < _SCALE * 4 or sum_bits > 30:
+    steps_ok = all(MIN_STEP <= v < _SCALE * 4 for v in (step, out_step))
+    if version != VERSION or not steps_ok or sum_bits > 30:
         raise DecodeError("phys: bad parameters")
-    if r16 == 0 or any(k == 1 or k > sparse.MAX_BLOCK for k in ks) or list(edges) != sorted(set(edges)):
+    rings_ok = len(edges) <= MAX_RINGS and list(edges) == sorted(set(edges))
+    if r16 == 0 or any(k == 1 or k > sparse.MAX_BLOCK for k in ks) or not rings_ok:
         raise DecodeError("phys: bad cone radius, rings or block size")
     return Level(step, out_step, sum_bits, r16 / 16.0, tuple(e / 16.0 for e in edges), exact_cells), ks
 
