@@ -56,6 +56,11 @@ class ConeGeometry:
     weight: np.ndarray
     width: int
 
+    @property
+    def height(self) -> int:
+        """Grid height (cells per column)."""
+        return self.local.shape[1] // self.width
+
 
 def _centred(n: int) -> np.ndarray:
     return np.arange(n, dtype=np.float64) - (n - 1) / 2.0

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from e2ecompress import _core
-from e2ecompress.codec import cone, sparse
+from e2ecompress.codec import cone, ctxocc, sparse
 from e2ecompress.codec import physics_values as pv
 from e2ecompress.codec.intcode import decode_ints, encode_ints
 from e2ecompress.codec.physics_values import Level, get
@@ -135,9 +135,11 @@ class PhysicsCodec:
         pid, loc, idx, x, part: _Part, n: int, level: Level
     ) -> tuple[dict[str, bytes], np.ndarray]:
         s = {}
-        s["n"], s["g"] = sparse.encode_occupancy(pid, loc, n)
+        occ = np.zeros((n, part.geo.local.shape[1]), bool)
+        occ[pid, idx] = True
+        s["o"] = ctxocc.encode_planes(occ.reshape(n, part.geo.height, part.geo.width))  # cone cells only
         q = pv.quantize(np.abs(x.astype(np.float64)), level.step)
-        s["v"] = pv.encode_cone_values(q, pid, idx, part.geo.width)
+        s["v"] = pv.encode_cone_values(q, pid, idx, part.geo.width, part.geo.height)
         neg = x < 0
         if neg.any():
             s["sg"] = np.packbits(neg).tobytes()
@@ -156,7 +158,7 @@ class PhysicsCodec:
         if part.exact_outside:
             s["on"], s["og"] = sparse.encode_occupancy(pid, part.geo.out_local[part.var[pid], idx], n)
             m = pv.outside_codes(x, level.out_step)
-            s["ov"] = pv.encode_cone_values(m, pid, idx, part.geo.width)
+            s["ov"] = pv.encode_cone_values(m, pid, idx, part.geo.width, part.geo.height)
             return s, (pid, idx, pv.outside_decoded(m, level.out_step))
         nr = part.geo.n_out.shape[1]
         sub = pid * nr + part.geo.ring[part.var[pid], idx]  # plane and ring
@@ -217,13 +219,11 @@ class PhysicsCodec:
     def _decode_cone(streams, part: _Part, level: Level):
         p, geo, n = part.prefix, part.geo, len(part.var)
         grid = pv.log_grid(level.step)[0]
-        pid, loc = sparse.decode_occupancy(
-            [get(streams, p + "n"), get(streams, p + "g")], n, geo.inside.shape[1]
-        )
-        if (loc >= geo.n_in[part.var[pid]]).any():
-            raise DecodeError(f"{p}g: cell outside the cone")
-        idx = geo.inside[part.var[pid], loc]
-        g = grid[pv.decode_cone_values(get(streams, p + "v"), pid, idx, geo.width, 0, len(grid))]
+        occ = ctxocc.decode_planes(get(streams, p + "o"), n, geo.height, geo.width)
+        pid, idx = sparse.occupied_cells(occ)
+        if (geo.local[part.var[pid], idx] < 0).any():
+            raise DecodeError(f"{p}o: cell outside the cone")
+        g = grid[pv.decode_cone_values(get(streams, p + "v"), pid, idx, geo.width, geo.height, 0, len(grid))]
         if p + "sg" in streams:
             raw = np.frombuffer(streams[p + "sg"], np.uint8)
             if len(raw) != (len(g) + 7) // 8:
@@ -246,7 +246,9 @@ class PhysicsCodec:
             if (loc >= geo.n_out[part.var[pid]].sum(1)).any():
                 raise DecodeError(f"{p}og: cell out of range")
             idx = geo.out_cells[part.var[pid], loc]
-            m = pv.decode_cone_values(get(streams, p + "ov"), pid, idx, geo.width, -n_grid, n_grid + 1)
+            m = pv.decode_cone_values(
+                get(streams, p + "ov"), pid, idx, geo.width, geo.height, -n_grid, n_grid + 1
+            )
             if (m == 0).any():
                 raise DecodeError(f"{p}ov: code out of range")
             return pid, idx, pv.outside_decoded(m, level.out_step)

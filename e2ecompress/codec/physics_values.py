@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from e2ecompress import _core
-from e2ecompress.codec import sparse
+from e2ecompress.codec import ctxval, sparse
 from e2ecompress.codec.intcode import decode_ints, encode_ints
 from e2ecompress.errors import DecodeError
 
@@ -24,7 +24,7 @@ _HEAD = struct.Struct("<BHHHBH")  # version, radius * 16, step, out step, sum bi
 _SCALE = 4096
 MIN_STEP = 16  # the finest grid a chunk may use (r = 1 + 16 / 4096: about 45,000 grid points)
 MAX_RINGS = 8  # the most ring edges outside the cone
-PREDICTORS = ("direct", "runs")
+PREDICTORS = ("direct", "runs", "ctx")
 
 
 @dataclass(frozen=True)
@@ -100,21 +100,22 @@ def _unpack(data: bytes, n: int, what: str) -> list[memoryview]:
 # Values inside the cone
 
 
-def encode_cone_values(q: np.ndarray, pid: np.ndarray, idx: np.ndarray, width: int) -> bytes:
-    """Grid indices of the cone cells -> ".v": u8 predictor | i32 reference | int stream."""
+def encode_cone_values(q: np.ndarray, pid: np.ndarray, idx: np.ndarray, width: int, height: int) -> bytes:
+    """Grid indices of the cone cells -> ".v": u8 predictor (direct, runs, ctx) | i32 reference | stream."""
     if not q.size:
         return b""
     ref = int(np.median(q))
     d = q - ref
-    options = [d, _core.runs_int_encode(pid, idx, width, d)]
-    best = min(
-        (struct.pack("<Bi", i, ref) + encode_ints(o, signed=True) for i, o in enumerate(options)), key=len
-    )
-    return best
+    options = [
+        encode_ints(d, signed=True),
+        encode_ints(_core.runs_int_encode(pid, idx, width, d), signed=True),
+        ctxval.encode(d, pid, idx, height, width, "quantized"),
+    ]
+    return min((struct.pack("<Bi", i, ref) + o for i, o in enumerate(options)), key=len)
 
 
 def decode_cone_values(
-    data: bytes, pid: np.ndarray, idx: np.ndarray, width: int, lo: int, hi: int
+    data: bytes, pid: np.ndarray, idx: np.ndarray, width: int, height: int, lo: int, hi: int
 ) -> np.ndarray:
     """Inverse of `encode_cone_values`; DecodeError unless every value is in [lo, hi)."""
     if not pid.size:
@@ -124,7 +125,10 @@ def decode_cone_values(
     if len(data) < 5 or data[0] >= len(PREDICTORS):
         raise DecodeError("values: bad header")
     pred, ref = struct.unpack_from("<Bi", data)
-    d = decode_ints(memoryview(data)[5:], len(pid), signed=True)
+    if pred == 2:
+        d = ctxval.decode(memoryview(data)[5:], pid, idx, height, width, "quantized")
+    else:
+        d = decode_ints(memoryview(data)[5:], len(pid), signed=True)
     if pred == 1:
         d = _core.runs_int_decode(pid, idx, width, d)
     q = d + ref

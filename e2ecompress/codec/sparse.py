@@ -76,6 +76,8 @@ def detect_blocks(images: np.ndarray, max_k: int = MAX_BLOCK) -> list[int]:
     k over a sample of non-empty planes wins. A guess only: `find_block_offsets` then checks every plane
     exactly, and planes that are not block-constant stay pixel planes."""
     out = []
+    if not images.shape[0]:
+        return [0] * images.shape[1]
     for c in range(images.shape[1]):
         planes = images[: 2 * _SAMPLE, c]
         busy = np.flatnonzero(planes.reshape(len(planes), -1).any(axis=1))[:_SAMPLE]
