@@ -40,7 +40,16 @@ def stream_kind(name: str, mode: str) -> str:
     """Which kind of bytes a stream holds (see the module docstring)."""
     tail = name.rsplit(".", 1)[-1] if name.startswith("c") and "." in name else ""
     if mode == "physics":
-        table = {"n": "pos", "g": "pos", "o": "pos", "v": "val", "sg": "val", "s": "sums", "on": "out", "og": "out"}
+        table = {
+            "n": "pos",
+            "g": "pos",
+            "o": "pos",
+            "v": "val",
+            "sg": "val",
+            "s": "sums",
+            "on": "out",
+            "og": "out",
+        }
         return table.get(tail, "out" if tail == "ov" else "other")
     return {"n": "pos", "g": "pos", "o": "pos", "v": "val"}.get(tail, "other")
 
