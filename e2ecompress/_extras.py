@@ -3,7 +3,7 @@
 The base install (numpy, pyarrow, zstandard, h5py) packs, unpacks and inspects with the classical modes
 (--max-error, --lossless). The rest comes with extras:
 
-    ml        the learned latent codec (--quality, --predictor model), training, the study   torch, ...
+    ml        the learned latent codec (--latent, --predictor model), training, the study    torch, ...
     generate  make-dataset, demo: Pythia 8 + FastJet jet generation, the detector simulation
     dist      pack / unpack of many shards on several workers or a Dask cluster
     zarr      the numcodecs / zarr codec

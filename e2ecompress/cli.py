@@ -105,12 +105,13 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    """Generate a small labelled sample, summarize it, pack it (error-bounded, lossless, lossy) and unpack."""
+    """Generate a small labelled sample, summarize it, pack it (the default physics level, error-bounded,
+    lossless) and unpack."""
     import numpy as np
 
     from e2ecompress._extras import EXTRAS, require
 
-    require("demo", ("generate", "ml"), (*EXTRAS["generate"], "torch", "safetensors"))
+    require("demo", ("generate",), EXTRAS["generate"])
     from e2ecompress import physics
     from e2ecompress.data.dataset import DatasetConfig, make_dataset
     from e2ecompress.io import open_jets
@@ -156,9 +157,9 @@ def _demo_codec(path: str, images) -> None:
     stem = os.path.splitext(path)[0]
     true = physics.jet_kinematics(images, ("ECAL", "HCAL", "Tracks"))
     for label, opts in (
+        ("default", {}),  # the default of pack: physics level DEFAULT_QUALITY
         ("bounded", {"max_error": 0.01}),
         ("lossless", {"lossless": True}),
-        ("lossy", {"quality": api.DEFAULT_QUALITY}),  # the learned latent codec (research point)
     ):
         packed = f"{stem}.{label}.e2ez"
         print("  " + api.pack(path, packed, **opts).line("packed"))

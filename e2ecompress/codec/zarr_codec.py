@@ -42,9 +42,9 @@ def _native(dtype: Any) -> np.dtype:
 
 @dataclass(frozen=True)
 class E2EZarrCodec(ArrayBytesCodec):
-    """zarr v3 array-to-bytes codec over `E2ECodec`. Args as E2ECodec's: mode ("lossy" | "bounded" |
-    "lossless"), quality, max_error, predictor, keep_fraction, channels, model; the chunk gives the dtype
-    (float32 or float64, kept) and the image size."""
+    """zarr v3 array-to-bytes codec over `E2ECodec`. Args as E2ECodec's: mode ("physics", the default, |
+    "bounded" | "lossless" | "lossy"), quality, max_error, predictor, keep_fraction, channels, model; the
+    chunk gives the dtype (float32 or float64, kept) and the image size."""
 
     is_fixed_size = False
 
@@ -59,7 +59,7 @@ class E2EZarrCodec(ArrayBytesCodec):
     def __init__(
         self,
         *,
-        mode: str = "bounded",
+        mode: str = "physics",
         quality: int | None = None,
         max_error: float | None = None,
         predictor: str = "none",
