@@ -10,8 +10,10 @@ Files (together well under 200 KB):
   like generated CMS jets: ECAL and Tracks sparse pixels above a threshold, HCAL constant on 5x5 towers at
   a random grid offset (every fourth jet: a pixel plane instead), plus the columns y (float), pt (double),
   parton_id (int32), jet_uid (int64) and sample (string).
-- vN_bounded_0.01.e2ez, vN_lossless.e2ez (N: the format version of this release): that file packed with
-  --max-error 0.01 and --lossless, 10 jets per chunk (3 chunks).
+- vN_bounded_0.01.e2ez, vN_lossless.e2ez, vN_physics_q3.e2ez, vN_bounded_0.1_unbiased.e2ez (N: the format
+  version of this release): that file packed with --max-error 0.01, --lossless, --quality 3 and
+  --max-error 0.1 --unbiased, 10 jets per chunk (3 chunks). (Version 2's first files had only the first
+  two.)
 - vN_expected.json: per fixture the SHA-256 of its decoded images (float32 little-endian, C order
   [N, C, H, W]) and summary numbers, plus the same for the input images.
 
@@ -44,7 +46,12 @@ SIZE = 125
 TOWER = 5
 INPUT = "jets_small.parquet"
 PREFIX = f"v{FORMAT_VERSION}_"
-FIXTURES = {f"{PREFIX}bounded_0.01.e2ez": {"max_error": 0.01}, f"{PREFIX}lossless.e2ez": {"lossless": True}}
+FIXTURES = {
+    f"{PREFIX}bounded_0.01.e2ez": {"max_error": 0.01},
+    f"{PREFIX}lossless.e2ez": {"lossless": True},
+    f"{PREFIX}physics_q3.e2ez": {"quality": 3},
+    f"{PREFIX}bounded_0.1_unbiased.e2ez": {"max_error": 0.1, "unbiased": True},
+}
 EXPECTED = f"{PREFIX}expected.json"
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests", "fixtures")
 
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.makedirs(out, exist_ok=True)
     src = os.path.join(out, INPUT)
-    if args.force or not os.path.exists(src):
+    if not os.path.exists(src):  # shared by every version: written once
         jets = make_jets()
         write_jets(src, [jets], channels=CHANNELS, extra={"seed": SEED, "purpose": "e2ez v1 fixture"})
     with open_jets(src) as f:
@@ -135,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         expected["fixtures"][name] = {
             "mode": mode,
             "max_error": options.get("max_error"),
+            "options": options,
             "chunks": chunks,
             "max_abs_error": float(np.abs(decoded - original).max()),
             **summary(decoded),
