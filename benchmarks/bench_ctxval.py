@@ -15,39 +15,17 @@ decode time (best of --repeats) in µs per jet for the channel.
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+from bench_common import best_of, make_file
 
 from e2ecompress.codec import ctxval, sparse
 from e2ecompress.io import open_jets
 
 MAX_ERROR = 0.01
 STEP = 2 * MAX_ERROR * (1 - 2**-8)
-
-
-def best_of(repeats: int, fn) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def make_file(path: Path, jets: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        cmd = [sys.executable, "-m", "e2ecompress", "make-dataset", folder, "--sets", "labelled",
-               "--jets-per-shard", str(jets), "--shards", "1,0,0", "--workers", "1", "--quiet"]  # fmt: skip
-        subprocess.run(cmd, check=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(Path(folder) / "labelled" / "train" / "shard-0000.parquet", path)
 
 
 def plane_kinds(images: np.ndarray, c: int):

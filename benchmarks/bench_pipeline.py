@@ -16,36 +16,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_common import best_of, make_file
 
 from e2ecompress import api
 from e2ecompress.codec.image import ImageCodec
 from e2ecompress.io import open_jets, open_writer
 
 CHUNK = api.DEFAULT_CHUNK
-
-
-def best_of(repeats: int, fn) -> float:
-    """Smallest wall time of `repeats` calls of fn()."""
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def make_file(jets: int, folder: str) -> Path:
-    cmd = [sys.executable, "-m", "e2ecompress", "make-dataset", folder, "--sets", "labelled",
-           "--jets-per-shard", str(jets), "--shards", "1,0,0", "--workers", "1", "--quiet"]  # fmt: skip
-    subprocess.run(cmd, check=True)
-    return Path(folder) / "labelled" / "train" / "shard-0000.parquet"
 
 
 def measure(src: Path, eps: float, repeats: int, work: str) -> dict[str, float]:
@@ -138,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write a markdown report here")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="e2e-pipeline-") as work:
-        src = Path(args.file) if args.file else make_file(args.jets, os.path.join(work, "data"))
+        src = Path(args.file) if args.file else Path(work) / "jets.parquet"
+        if not args.file:
+            make_file(src, args.jets)
         r = measure(src, args.max_error, args.repeats, work)
     lines = report(r, src, args.max_error)
     print("\n".join(lines))
