@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/bincoder.h"
 #include "kernels/rans.h"  // e2e::DecodeError
 
 namespace e2e {
@@ -14,154 +15,11 @@ namespace {
 
 constexpr uint8_t kVersion = 1;
 
-// Adaptive probabilities: state = p << kCountBits | count, p = P(bit = 1) in units of 2^-kPBits.
-constexpr int kCountBits = 10;
-constexpr int kPBits = 32 - kCountBits;
-constexpr uint32_t kOne = 1u << kPBits;
-constexpr uint32_t kCountMask = (1u << kCountBits) - 1;
-constexpr uint32_t kLimit = 1023;
-constexpr uint32_t kPMin = 16;
-constexpr uint32_t kInit = (kOne / 2) << kCountBits;
-
-struct Rates {
-  std::array<uint32_t, kLimit + 1> r{};
-  Rates() {
-    for (uint32_t n = 0; n <= kLimit; ++n) r[n] = (65536u + (n + 2) / 2) / (n + 2);
-  }
-};
-const Rates kRates;
-
-inline uint32_t prob16(uint32_t s) {
-  const uint32_t p = s >> 16;
-  return std::min(std::max(p, kPMin), 65536u - kPMin);
-}
-
-inline void update(uint32_t& s, int bit) {
-  const uint32_t n = s & kCountMask;
-  uint64_t p = s >> kCountBits;
-  const uint64_t r = kRates.r[n];
-  if (bit) p += ((kOne - p) * r) >> 16;
-  else p -= (p * r) >> 16;
-  s = static_cast<uint32_t>(p << kCountBits) | (n + (n < kLimit ? 1u : 0u));
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Binary range coder (as kernels/ctxcode.cpp) plus raw bits. P(1) = p / 2^16 takes [0, bound) of the range.
-
-class Encoder {
- public:
-  explicit Encoder(std::vector<uint8_t>& out) : out_(out) {}
-
-  int code(uint32_t& s, int bit) {
-    const uint32_t bound = (range_ >> 16) * prob16(s);
-    if (bit) {
-      range_ = bound;
-    } else {
-      low_ += bound;
-      range_ -= bound;
-    }
-    normalize();
-    update(s, bit);
-    return bit;
-  }
-
-  // nb (1..16) equiprobable bits v.
-  uint32_t raw(uint32_t v, int nb) {
-    const uint32_t r = range_ >> nb;
-    low_ += uint64_t{v} * r;
-    range_ = r;
-    normalize();
-    return v;
-  }
-
-  void finish() {
-    for (int i = 0; i < 5; ++i) shift_low();
-  }
-
- private:
-  void normalize() {
-    while (range_ < (1u << 24)) {
-      range_ <<= 8;
-      shift_low();
-    }
-  }
-
-  void shift_low() {
-    if (low_ < 0xFF000000u || low_ >= (uint64_t{1} << 32)) {
-      const auto carry = static_cast<uint8_t>(low_ >> 32);
-      if (started_) out_.push_back(static_cast<uint8_t>(cache_ + carry));  // the very first byte is always 0
-      started_ = true;
-      for (; pending_; --pending_) out_.push_back(static_cast<uint8_t>(0xFF + carry));
-      cache_ = static_cast<uint8_t>(low_ >> 24);
-    } else {
-      ++pending_;
-    }
-    low_ = (low_ & 0x00FFFFFFu) << 8;
-  }
-
-  std::vector<uint8_t>& out_;
-  uint64_t low_ = 0;
-  uint32_t range_ = 0xFFFFFFFFu;
-  uint8_t cache_ = 0;
-  bool started_ = false;
-  std::size_t pending_ = 0;
-};
-
-class Decoder {
- public:
-  Decoder(const uint8_t* p, std::size_t n) : p_(p), end_(p + n) {
-    for (int i = 0; i < 4; ++i) code_ = (code_ << 8) | next();
-  }
-
-  int code(uint32_t& s, int /*unused*/) {
-    const uint32_t bound = (range_ >> 16) * prob16(s);
-    int bit;
-    if (code_ < bound) {
-      range_ = bound;
-      bit = 1;
-    } else {
-      code_ -= bound;
-      range_ -= bound;
-      bit = 0;
-    }
-    normalize();
-    update(s, bit);
-    return bit;
-  }
-
-  uint32_t raw(uint32_t /*unused*/, int nb) {
-    const uint32_t r = range_ >> nb;
-    const uint32_t v = code_ / r;
-    if (v >> nb) throw DecodeError("value stream: corrupt (raw bits out of range)");
-    code_ -= v * r;
-    range_ = r;
-    normalize();
-    return v;
-  }
-
-  void finish() const {
-    if (p_ != end_) throw DecodeError("value stream: " + std::to_string(end_ - p_) + " bytes left over");
-    if (code_ != 0) throw DecodeError("value stream: corrupt (final check failed)");
-  }
-
- private:
-  void normalize() {
-    while (range_ < (1u << 24)) {
-      range_ <<= 8;
-      code_ = (code_ << 8) | next();
-    }
-  }
-
-  uint32_t next() {
-    if (p_ == end_) throw DecodeError("value stream: truncated");
-    return *p_++;
-  }
-
-  const uint8_t* p_;
-  const uint8_t* end_;
-  uint32_t range_ = 0xFFFFFFFFu;
-  uint32_t code_ = 0;
-};
+using bincode::Decoder;
+using bincode::Encoder;
+using bincode::kCountMask;
+using bincode::kInit;
+using bincode::update;
 
 // Codes the low nb (0..64) bits of a raw, most significant first; returns them (decoded when decoding).
 template <bool kEnc, class Coder>
@@ -467,7 +325,7 @@ void ctxval_decode(const uint8_t* data, std::size_t size, const int64_t* plane, 
   if (hdr.kind != kind) throw DecodeError("value stream is of another kind");
   if (size - hdr.size < 8) throw DecodeError("value stream: truncated");
   const std::size_t end = size - 4;
-  Decoder dec(data + hdr.size, end - hdr.size);
+  Decoder dec(data + hdr.size, end - hdr.size, "value stream");
   const uint64_t check = code_all<false>(dec, nullptr, plane, index, n, h, w, kind, out);
   dec.finish();
   uint32_t stored = 0;
