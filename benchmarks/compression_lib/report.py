@@ -297,9 +297,12 @@ def _met(ok: bool) -> str:
 
 
 def target_checks(sc: dict[str, Any]) -> list[str]:
-    """The project's goals, checked on this scenario's measured rows (met / missed with the figures)."""
+    """The project's goals, checked on this scenario's measured rows (met / missed with the figures). The
+    numeric goals are set on the no-pileup jets; other scenarios report the same rows without a verdict."""
     rows = sc["rows"]
     out = []
+    if sc.get("key", "nopu") != "nopu":
+        return _reported(rows)
     physics = sorted(
         (r for r in rows if r["family"] == "e2ecompress physics"), key=lambda r: r["bytes_per_jet"]
     )
@@ -307,7 +310,7 @@ def target_checks(sc: dict[str, Any]) -> list[str]:
     if default is not None:
         r = default
         checks = [
-            (r["bytes_per_jet"] <= 100, f"{r['bytes_per_jet']:.0f} ≤ 100 image bytes/jet"),
+            (r["bytes_per_jet"] <= 100, f"{r['bytes_per_jet']:.1f} ≤ 100 image bytes/jet"),
             (r["pt_res"] <= 0.01, f"pT res {100 * r['pt_res']:.2f}% ≤ 1%"),
             (r["mass_res"] <= 0.02, f"mass res {100 * r['mass_res']:.2f}% ≤ 2%"),
             (abs(r["pt_bias"]) <= 0.003, f"|pT bias| {100 * abs(r['pt_bias']):.2f}% ≤ 0.3%"),
@@ -331,13 +334,13 @@ def target_checks(sc: dict[str, Any]) -> list[str]:
     if bounded is not None:
         ok = bounded["bytes_per_jet"] <= 185 and bounded["zero_to_nonzero"] == 0
         out.append(
-            f"- `--max-error 0.01`: {bounded['bytes_per_jet']:.0f} ≤ 185 bytes/jet, false non-zeros "
+            f"- `--max-error 0.01`: {bounded['bytes_per_jet']:.1f} ≤ 185 bytes/jet, false non-zeros "
             f"{bounded['zero_to_nonzero']:.2g} — {_met(ok)}"
         )
     lossless = _best(rows, "e2ecompress lossless", None)
     if lossless is not None:
         out.append(
-            f"- lossless: {lossless['bytes_per_jet']:.0f} ≤ 490 bytes/jet — "
+            f"- lossless: {lossless['bytes_per_jet']:.1f} ≤ 490 bytes/jet — "
             f"{_met(lossless['bytes_per_jet'] <= 490)}"
         )
     eps_values = sorted({r["params"]["eps"] for r in rows if r["family"] == "sparse-q"})
@@ -360,6 +363,21 @@ def target_checks(sc: dict[str, Any]) -> list[str]:
     return out
 
 
+def _reported(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows the goals are about, as measured (no verdict)."""
+    out = []
+    names = {"e2ecompress lossless", "e2ecompress eps=0.01", "e2ecompress eps=0.01 unbiased"}
+    for r in rows:
+        if r["family"] == "e2ecompress physics" or r["name"] in names:
+            out.append(
+                f"- {r['name']}: {r['bytes_per_jet']:.1f} bytes/jet, pT res {100 * r['pt_res']:.2f}% (bias "
+                f"{100 * r['pt_bias']:+.2f}%), mass res {100 * r['mass_res']:.2f}% (bias "
+                f"{100 * r['mass_bias']:+.2f}%), ΔAUC {r.get('auc_drop', 0.0):+.4f}, encode "
+                f"{r['encode_jets_per_s']:,.0f} / decode {r['decode_jets_per_s']:,.0f} jets/s"
+            )
+    return out
+
+
 def how_to_read(results: dict[str, Any]) -> list[str]:
     lines = [
         "## How to read this",
@@ -371,25 +389,26 @@ def how_to_read(results: dict[str, Any]) -> list[str]:
         "",
         "Which operating point for which use:",
         "",
-        "- Archival, re-reconstruction, anything that may need every bit: `--lossless` (exact float32, "
-        "-0.0 included). It is the smallest lossless coding here.",
-        "- Analysis-level images (jet pT / mass, substructure, classifiers): `--max-error 0.005`–`0.01`. "
-        "Every pixel is within ε, zeros stay exact zeros, jet pT / mass resolution stays below ~0.35% / "
-        "0.7%, and the classifier cannot tell decoded from original jets (ΔAUC within its bootstrap error).",
-        "- Coarse studies (occupancy, geometry, quick looks): `--max-error 0.05`–`0.1`; note the quantizer's "
-        "energy bias at these ε (small HCAL crystals and ECAL hits just above threshold are rounded).",
-        "- The lossy latent levels (`--quality`) and the visible-only point are research operating points: "
-        "see below.",
+        "- Jet physics (pT, mass, substructure, classifiers): the default of `pack`, physics level 3 "
+        "(`--quality 3`): exact positions and ≈ 16 % values inside the ΔR ≈ 0.4 cone, per-jet cone sums "
+        "exact to ≈ 0.1 %, counts and coarse energies outside. Levels 4–5 for finer values, 1–2 for size.",
+        "- Images where every pixel matters to a stated absolute precision: `--max-error ε` (every pixel "
+        "within ε, zeros stay zeros); add `--unbiased` when energy sums matter (non-zero pixels stay "
+        "non-zero, towers within ε as a whole: 10× better jet pT / mass resolution for ~5 % more bytes).",
+        "- Archival, anything that may need every bit: `--lossless` (exact float32 / float64).",
+        "- The learned latent codec (`--latent`) is a research point: see below.",
+        "",
+        "Where the bytes go (tables above): positions are the largest single component; they are coded "
+        "exactly with a context-modelled binary coder (causal neighbours, distance from the image centre, "
+        "5×5 block flags), values with the smallest of a run predictor and a context-modelled value coder, "
+        "and k×k tower planes (found in the data) once per tower. About a quarter of the ECAL hits are "
+        "isolated noise at random places: no model predicts them, which is why the physics levels keep "
+        "only their count and coarse energy outside the cone.",
         "",
         "Where the learned codec loses: the latent codec (MAE encoder → 8-d bottleneck per occupied patch → "
-        "rANS) costs only a few to ~20 bytes/jet, but its decoder reproduces pixel values with ~20% jet "
-        "pT / mass resolution, and the exact occupancy it needs costs ~110 bytes/jet on its own (about a "
-        "quarter of the ECAL hits are isolated noise at random places). Using the latent prediction as the "
-        "predictor of the error-bounded coder (`--predictor model`) adds the latent bytes without shrinking "
-        "the residuals measurably. The gains of e2ecompress over the sparse baseline come from its classical "
-        "parts: exact HCAL tower planes (5×5 blocks coded once), gap-coded occupancy and run-predicted "
-        "residuals with adaptive rANS. SZ3 and ZFP are built for smooth fields: on these images they are "
-        "larger than lossless sparse coding and turn zero pixels into noise.",
+        "rANS) adds few bytes on top of the exact occupancy, but its decoder reproduces pixel values with "
+        "~15–20 % jet pT / mass resolution. SZ3 and ZFP are built for smooth fields: on these images they "
+        "are larger than lossless sparse coding and turn zero pixels into noise.",
         "",
         "The project's goals, checked on the numbers above:",
         "",
