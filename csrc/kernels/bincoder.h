@@ -171,4 +171,30 @@ class Decoder {
   uint32_t code_ = 0;
 };
 
+// Minimal unsigned LEB128, as the stream headers store sizes.
+inline void put_varint(std::vector<uint8_t>& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(v));
+}
+
+// Reads a minimal LEB128 at data[pos] (advancing pos); what: the stream's name in error messages.
+inline uint64_t read_varint(const uint8_t* data, std::size_t size, std::size_t& pos, const char* what) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (pos >= size) throw DecodeError(std::string(what) + ": truncated header");
+    const uint8_t b = data[pos++];
+    const uint64_t bits = b & 0x7Fu;
+    if (shift == 63 && bits > 1) throw DecodeError(std::string(what) + ": varint overflows 64 bits");
+    v |= bits << shift;
+    if (!(b & 0x80u)) {
+      if (b == 0 && shift > 0) throw DecodeError(std::string(what) + ": non-minimal varint");
+      return v;
+    }
+  }
+  throw DecodeError(std::string(what) + ": varint longer than 10 bytes");
+}
+
 }  // namespace e2e::bincode

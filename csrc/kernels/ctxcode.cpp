@@ -30,6 +30,8 @@ using bincode::Decoder;
 using bincode::Encoder;
 using bincode::kCountMask;
 using bincode::kInit;
+using bincode::put_varint;
+using bincode::read_varint;
 using bincode::update;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -272,30 +274,6 @@ void code_plane(Coder& coder, Models& m, const Layout& g, Scratch& s, const uint
   std::fill(s.flags.begin(), s.flags.end(), uint8_t{0});
 }
 
-void put_varint(std::vector<uint8_t>& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<uint8_t>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<uint8_t>(v));
-}
-
-uint64_t read_varint(const uint8_t* data, std::size_t size, std::size_t& pos) {
-  uint64_t v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (pos >= size) throw DecodeError("occupancy stream: truncated header");
-    const uint8_t b = data[pos++];
-    const uint64_t bits = b & 0x7Fu;
-    if (shift == 63 && bits > 1) throw DecodeError("occupancy stream: varint overflows 64 bits");
-    v |= bits << shift;
-    if (!(b & 0x80u)) {
-      if (b == 0 && shift > 0) throw DecodeError("occupancy stream: non-minimal varint");
-      return v;
-    }
-  }
-  throw DecodeError("occupancy stream: varint longer than 10 bytes");
-}
-
 // Checks that n * (h + 1) * (w + 2) and the other buffer sizes cannot overflow.
 void check_sizes(std::size_t n, std::size_t h, std::size_t w) {
   constexpr std::size_t kMax = std::numeric_limits<std::size_t>::max() / 4;
@@ -349,9 +327,9 @@ CtxHeader ctx_read_header(const uint8_t* data, std::size_t size) {
   hdr.has_context = (data[1] & kFlagContext) != 0;
   hdr.block = data[2];
   std::size_t pos = 3;
-  hdr.n = read_varint(data, size, pos);
-  hdr.h = read_varint(data, size, pos);
-  hdr.w = read_varint(data, size, pos);
+  hdr.n = read_varint(data, size, pos, "occupancy stream");
+  hdr.h = read_varint(data, size, pos, "occupancy stream");
+  hdr.w = read_varint(data, size, pos, "occupancy stream");
   hdr.size = pos;
   return hdr;
 }

@@ -19,6 +19,8 @@ using bincode::Decoder;
 using bincode::Encoder;
 using bincode::kCountMask;
 using bincode::kInit;
+using bincode::put_varint;
+using bincode::read_varint;
 using bincode::update;
 
 // Codes the low nb (0..64) bits of a raw, most significant first; returns them (decoded when decoding).
@@ -235,30 +237,6 @@ uint64_t code_all(Coder& c, const int64_t* values, const int64_t* plane, const i
   return check;
 }
 
-void put_varint(std::vector<uint8_t>& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<uint8_t>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<uint8_t>(v));
-}
-
-uint64_t read_varint(const uint8_t* data, std::size_t size, std::size_t& pos) {
-  uint64_t v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (pos >= size) throw DecodeError("value stream: truncated header");
-    const uint8_t b = data[pos++];
-    const uint64_t bits = b & 0x7Fu;
-    if (shift == 63 && bits > 1) throw DecodeError("value stream: varint overflows 64 bits");
-    v |= bits << shift;
-    if (!(b & 0x80u)) {
-      if (b == 0 && shift > 0) throw DecodeError("value stream: non-minimal varint");
-      return v;
-    }
-  }
-  throw DecodeError("value stream: varint longer than 10 bytes");
-}
-
 }  // namespace
 
 void ctxval_check_cells(const int64_t* plane, const int64_t* index, std::size_t n, std::size_t h,
@@ -310,7 +288,7 @@ CtxValHeader ctxval_read_header(const uint8_t* data, std::size_t size) {
   CtxValHeader hdr{};
   hdr.kind = static_cast<ValueKind>(data[1]);
   std::size_t pos = 2;
-  hdr.n = read_varint(data, size, pos);
+  hdr.n = read_varint(data, size, pos, "value stream");
   hdr.size = pos;
   return hdr;
 }
