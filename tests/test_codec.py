@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from e2ecompress import _core
-from e2ecompress.codec import sparse
+from e2ecompress.codec import ctxocc, sparse
 from e2ecompress.codec.image import STEP_MARGIN, CodecConfig, ImageCodec
 from e2ecompress.codec.intcode import DIRECT, MAX_TOKENS, decode_ints, encode_ints, tokenize
 from e2ecompress.errors import DecodeError, E2EError
@@ -742,3 +742,18 @@ def test_bounded_rejects_an_impossible_bound():
     images[0, 0, 0, 0] = 3e7  # float32 spacing there is 2 > 2 EPS
     with pytest.raises(E2EError, match="too small"):
         codec("bounded", 0.5).encode(images)
+
+
+def test_channels_sharing_positions_code_them_once(rng):
+    """Track-like channels with the same occupied pixels: the second is coded with the first as context."""
+    images = sparse_images(rng, 12, 3, occupancy=0.01)
+    images[:, 1] = np.where(images[:, 0] != 0, rng.normal(size=images[:, 0].shape), 0).astype(np.float32)
+    images[:, 1][images[:, 0] != 0] += np.float32(5)  # never exactly 0 where channel 0 is occupied
+    c = ImageCodec(CodecConfig(mode="lossless"), ("a", "b", "c"), SIZE)
+    streams, _ = c.encode(images)
+    assert ctxocc.uses_context(streams["c1.px.o"]) and not ctxocc.uses_context(streams["c0.px.o"])
+    assert len(streams["c1.px.o"]) < len(streams["c0.px.o"]) / 4
+    assert c.decode(streams, len(images)).tobytes() == images.tobytes()
+    bad = {**streams, "c0.px.o": streams["c1.px.o"]}  # a context the first channel cannot have
+    with pytest.raises(DecodeError, match="context"):
+        c.decode(bad, len(images))

@@ -30,7 +30,7 @@ import numpy as np
 from e2ecompress import _core
 from e2ecompress.errors import DecodeError
 
-__all__ = ["decode_planes", "encode_planes", "near_context"]
+__all__ = ["decode_planes", "encode_planes", "near_context", "uses_context"]
 
 
 def _planes(a, name: str) -> np.ndarray:
@@ -80,6 +80,13 @@ def decode_planes(data, n: int, h: int, w: int, context: np.ndarray | None = Non
     if out.shape != (n, h, w):  # the kernel checks this; a mismatch here would be a bug, never a wrong image
         raise DecodeError(f"occupancy stream decoded to shape {out.shape}, expected {(n, h, w)}")
     return out
+
+
+def uses_context(data) -> bool:
+    """Whether a stream was coded with a context plane (its header's flag bit 0; False for b"" or a
+    stream too short to say: decode_planes then reports it)."""
+    view = memoryview(data).cast("B")
+    return len(view) >= 2 and bool(view[1] & 1)
 
 
 def near_context(other: np.ndarray) -> np.ndarray:

@@ -243,6 +243,7 @@ class ImageCodec:
             streams["latent"] = self.latent.entropy_encode(sym, self.level)
             pred = self.latent.decode(sym.cls, sym.tokens, sym.occ, sym.keep, self.level)
         out = np.zeros_like(images) if decoded else None
+        previous = None  # occupancy [B, H, W] of the previous channel when it has pixel planes only
         for c in range(len(self.channels)):
             for kind, sel, geom in self._kinds(c, codes, ks):
                 planes = self._planes(images, c, kind, sel, codes, ks)
@@ -251,6 +252,10 @@ class ImageCodec:
                 cells = sparse.CellSet(pid, idx, geom[1], geom[0])
                 prefix = f"c{c}.{kind}."
                 streams[prefix + "o"] = ctxocc.encode_planes(occupied)
+                if previous is not None and not ks[c]:  # channels that share positions (track channels)
+                    shared = ctxocc.encode_planes(occupied, ctxocc.near_context(previous))
+                    if len(shared) < len(streams[prefix + "o"]):
+                        streams[prefix + "o"] = shared
                 base = self._base(pred, c, kind, sel, codes, ks, cells)
                 if self.config.mode == "lossy":
                     rec = base.astype(np.float32)
@@ -262,6 +267,7 @@ class ImageCodec:
                         streams[prefix + "z"], rec = keep_nonzero_encode(x, rec, kc.step)
                 if out is not None:
                     self._scatter(out, rec, cells, c, kind, sel, codes, ks)
+            previous = None if ks[c] else occupied != 0
         return streams, out
 
     def decode(self, streams: Mapping[str, bytes], n_jets: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -289,16 +295,22 @@ class ImageCodec:
                 raise DecodeError("planes: bad plane code")
         occ_img = np.zeros((n_jets, C, H, W), np.float32) if self.latent is not None else None
         layouts = []
+        previous = None
         for c in range(C):
             for kind, sel, geom in self._kinds(c, codes, ks):
                 prefix = f"c{c}.{kind}."
-                pid, idx = self._occupancy(streams, prefix, int(sel.sum()), geom)
+                pid, idx = self._occupancy(streams, prefix, int(sel.sum()), geom, previous)
                 cells = sparse.CellSet(pid, idx, geom[1], geom[0])
                 if occ_img is not None:
                     self._scatter(occ_img, np.ones(len(idx), np.float32), cells, c, kind, sel, codes, ks)
                 elif kind == "blk":  # check the cells lie inside the image before decoding values
                     sparse.expand_blocks(cells, codes[sel, c], ks[c], self.image_size)
                 layouts.append((c, kind, sel, geom, cells))
+            previous = None
+            if not ks[c]:
+                previous = np.zeros((n_jets, H * W), bool)
+                previous[pid, idx] = True
+                previous = previous.reshape(n_jets, H, W)
         pred = None
         if self.latent is not None:
             pocc = _patch_occupancy(occ_img, self.latent.patch_size)
@@ -327,11 +339,20 @@ class ImageCodec:
             return decode_f64_residual(streams["f64"], out)
         return out
 
-    def _occupancy(self, streams: Mapping[str, bytes], prefix: str, n: int, geom: tuple[int, int]):
-        """(plane, index) of the occupied cells of n planes: the context-coded "o" stream, or in chunks
-        written before it the count and gap streams "n", "g"."""
+    def _occupancy(
+        self, streams: Mapping[str, bytes], prefix: str, n: int, geom: tuple[int, int], previous=None
+    ):
+        """(plane, index) of the occupied cells of n planes: the context-coded "o" stream (coded with the
+        previous channel's occupancy as context when that was smaller: channels sharing positions), or in
+        chunks written before it the count and gap streams "n", "g"."""
         if prefix + "o" in streams or prefix + "n" not in streams:
-            occ = ctxocc.decode_planes(self._get(streams, prefix + "o"), n, *geom)
+            data = self._get(streams, prefix + "o")
+            context = None
+            if ctxocc.uses_context(data):
+                if previous is None:
+                    raise DecodeError(f"{prefix}o: coded with a context this chunk does not have")
+                context = ctxocc.near_context(previous)
+            occ = ctxocc.decode_planes(data, n, *geom, context)
             return sparse.occupied_cells(occ)
         names = [prefix + "n", prefix + "g"]
         return sparse.decode_occupancy([self._get(streams, s) for s in names], n, geom[0] * geom[1])
