@@ -232,3 +232,24 @@ def test_api_and_numcodecs_defaults(jets):
     frame = codec.encode(jets)
     dec = E2ECodec.from_config(codec.get_config()).decode(frame)
     physics_check.check(jets, dec, LEVELS[DEFAULT_LEVEL])
+
+
+def test_channels_sharing_positions_in_the_cone(rng):
+    """A second channel occupied exactly where the first is (track d0 beside track pT) codes its cone
+    positions with the first as context, and still decodes to the same cone positions."""
+    from conftest import sparse_images
+
+    from e2ecompress.codec import ctxocc
+    from e2ecompress.codec.image import CodecConfig, ImageCodec
+
+    x = sparse_images(rng, 8, 2, occupancy=0.02)
+    x[:, 1] = np.where(x[:, 0] != 0, np.abs(x[:, 0]) * 0.5 + np.float32(0.1), 0).astype(np.float32)
+    codec = ImageCodec(CodecConfig(mode="physics", quality=3), ("a", "b"), (125, 125))
+    streams, _ = codec.encode(x)
+    assert ctxocc.uses_context(streams["c1.px.o"]) and not ctxocc.uses_context(streams["c0.px.o"])
+    assert len(streams["c1.px.o"]) < 0.6 * len(streams["c0.px.o"])  # the model learns in a few planes
+    dec = codec.decode(streams, len(x))
+    yy, xx = np.mgrid[:125, :125]
+    cone = (yy - 62) ** 2 + (xx - 62) ** 2 < 24**2
+    for c in range(2):
+        assert np.array_equal(dec[:, c][:, cone] != 0, x[:, c][:, cone] != 0)

@@ -74,6 +74,13 @@ class _Part:
         return (_core.crc32c(counts_stream) << 24) ^ (self.c << 1 | KINDS.index(self.kind))
 
 
+def _cone_planes(pid: np.ndarray, idx: np.ndarray, part: _Part, n: int) -> np.ndarray:
+    """bool [n, h, w] planes of a part's grid with the given cells set."""
+    occ = np.zeros((n, part.geo.local.shape[1]), bool)
+    occ[pid, idx] = True
+    return occ.reshape(n, part.geo.height, part.geo.width)
+
+
 def _plane_codes(codes: np.ndarray, ks: list[int]) -> np.ndarray:
     """Plane codes of the channels with blocks, FULL -> 0 and offset -> offset + 1."""
     cols = [c for c, k in enumerate(ks) if k]
@@ -113,6 +120,7 @@ class PhysicsCodec:
                 codes[:, c] = sparse.find_block_offsets(images[:, c], k)
         streams = {"phys": pv.encode_header(level, ks), "planes": encode_ints(_plane_codes(codes, ks))}
         out = np.zeros_like(images) if decoded else None
+        previous = None  # cone occupancy of the previous channel when it has pixel planes only
         for part in self._parts(codes, ks, level):
             planes = images[part.sel, part.c]
             if part.k:
@@ -122,7 +130,10 @@ class PhysicsCodec:
             x = planes.reshape(n, planes.shape[1] * planes.shape[2])[pid, idx]
             loc = part.geo.local[part.var[pid], idx]
             inc = loc >= 0
-            s, rec = self._encode_cone(pid[inc], loc[inc], idx[inc], x[inc], part, n, level)
+            context = previous if not ks[part.c] else None
+            s, rec = self._encode_cone(pid[inc], loc[inc], idx[inc], x[inc], part, n, level, context)
+            if part.kind == "px":
+                previous = None if ks[part.c] else _cone_planes(pid[inc], idx[inc], part, n)
             s2, (plane, cell, vals) = self._encode_outside(pid[~inc], idx[~inc], x[~inc], part, n, level)
             streams.update({part.prefix + key: v for key, v in {**s, **s2}.items()})
             if out is not None:
@@ -132,12 +143,15 @@ class PhysicsCodec:
 
     @staticmethod
     def _encode_cone(
-        pid, loc, idx, x, part: _Part, n: int, level: Level
+        pid, loc, idx, x, part: _Part, n: int, level: Level, previous: np.ndarray | None = None
     ) -> tuple[dict[str, bytes], np.ndarray]:
         s = {}
-        occ = np.zeros((n, part.geo.local.shape[1]), bool)
-        occ[pid, idx] = True
-        s["o"] = ctxocc.encode_planes(occ.reshape(n, part.geo.height, part.geo.width))  # cone cells only
+        occ = _cone_planes(pid, idx, part, n)
+        s["o"] = ctxocc.encode_planes(occ)  # cone cells only
+        if previous is not None:  # channels sharing positions: the previous channel's cone as context
+            shared = ctxocc.encode_planes(occ, ctxocc.near_context(previous))
+            if len(shared) < len(s["o"]):
+                s["o"] = shared
         q = pv.quantize(np.abs(x.astype(np.float64)), level.step)
         s["v"] = pv.encode_cone_values(q, pid, idx, part.geo.width, part.geo.height)
         neg = x < 0
@@ -206,8 +220,12 @@ class PhysicsCodec:
             out = np.zeros((n_jets, C, H, W), np.float32)
         else:
             out.fill(0)
+        previous = None
         for part in self._parts(codes, ks, level):
-            pid, idx, rec = self._decode_cone(streams, part, level)
+            context = previous if not ks[part.c] else None
+            pid, idx, rec = self._decode_cone(streams, part, level, context)
+            if part.kind == "px":
+                previous = None if ks[part.c] else _cone_planes(pid, idx, part, len(part.var))
             plane, cell, vals = self._decode_outside(streams, part, level)
             vals = np.concatenate([rec, vals])
             if not np.isfinite(vals).all():
@@ -216,10 +234,16 @@ class PhysicsCodec:
         return out
 
     @staticmethod
-    def _decode_cone(streams, part: _Part, level: Level):
+    def _decode_cone(streams, part: _Part, level: Level, previous: np.ndarray | None = None):
         p, geo, n = part.prefix, part.geo, len(part.var)
         grid = pv.log_grid(level.step)[0]
-        occ = ctxocc.decode_planes(get(streams, p + "o"), n, geo.height, geo.width)
+        data = get(streams, p + "o")
+        context = None
+        if ctxocc.uses_context(data):
+            if previous is None:
+                raise DecodeError(f"{p}o: coded with a context this chunk does not have")
+            context = ctxocc.near_context(previous)
+        occ = ctxocc.decode_planes(data, n, geo.height, geo.width, context)
         pid, idx = sparse.occupied_cells(occ)
         if (geo.local[part.var[pid], idx] < 0).any():
             raise DecodeError(f"{p}o: cell outside the cone")
