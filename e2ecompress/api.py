@@ -26,11 +26,11 @@ from e2ecompress import __version__, _core
 from e2ecompress.codec import physics_check, physics_lossy
 from e2ecompress.codec.budget import add_streams, per_jet
 from e2ecompress.codec.image import CodecConfig, ImageCodec
-from e2ecompress.errors import DecodeError, E2EError, InputError
+from e2ecompress.errors import DecodeError, E2EError, InputError, one_line
 from e2ecompress.format import ContainerReader, ContainerWriter
 from e2ecompress.fsutil import refuse_overwriting_inputs
 from e2ecompress.io import Batch, open_jets, open_writer
-from e2ecompress.io.base import METADATA_KEY, format_from_suffix, one_line
+from e2ecompress.io.base import METADATA_KEY, format_from_suffix
 from e2ecompress.io.batch import BufferRing
 
 DEFAULT_MODEL = "latent_qg3_default"

@@ -29,9 +29,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from e2ecompress import __version__
-from e2ecompress.errors import E2EError, InputError
+from e2ecompress.errors import E2EError, InputError, one_line
 from e2ecompress.fsutil import refuse_overwriting_inputs
-from e2ecompress.io.base import one_line
 
 PACK_INPUTS = (".parquet", ".h5", ".hdf5")
 PACK_OUTPUT = ".e2ez"

@@ -20,3 +20,9 @@ class InputError(E2EError, ValueError):
 
 class DecodeError(E2EError, ValueError):
     """A compressed stream or container that is corrupt or truncated."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (Arrow and HDF5 messages span several)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

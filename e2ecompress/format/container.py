@@ -15,9 +15,8 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 
 from e2ecompress import _core
-from e2ecompress.errors import DecodeError
+from e2ecompress.errors import DecodeError, one_line
 from e2ecompress.format import sidecols
-from e2ecompress.io.base import one_line
 
 MAGIC = b"E2EZ"
 FORMAT_VERSION = 2  # what the writer writes

@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
-from e2ecompress.errors import DecodeError, InputError
+from e2ecompress.errors import DecodeError, InputError, one_line
 from e2ecompress.format.container import (
     CRC,
     FOOTER_PLACE_SIZE,
@@ -27,7 +27,6 @@ from e2ecompress.format.container import (
     parse_chunk,
     parse_footer,
 )
-from e2ecompress.io.base import one_line
 
 
 class ContainerReader:

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from e2ecompress.errors import InputError
+from e2ecompress.errors import InputError, one_line
 from e2ecompress.format.container import (
     CRC,
     FOOTER_PLACE_SIZE,
@@ -31,7 +31,6 @@ from e2ecompress.format.container import (
     pack_footer,
 )
 from e2ecompress.fsutil import remove_stale_temps, temp_name
-from e2ecompress.io.base import one_line
 
 _U32 = 0xFFFFFFFF
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from e2ecompress.errors import InputError
+from e2ecompress.errors import InputError, one_line
 from e2ecompress.fsutil import remove_stale_temps
 from e2ecompress.io.batch import Batch, BufferRing
 from e2ecompress.layouts import IMAGE_SIZE, Layout, get_layout
@@ -27,12 +27,6 @@ _RESERVED = ("format", "version", "layout", "channels", "image_shape")
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5"}
 
 ChannelsArg = Sequence[str] | str | None
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (Arrow and HDF5 messages span several)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def sniff_format(path: str) -> str:

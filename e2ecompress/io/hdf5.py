@@ -11,13 +11,12 @@ import h5py
 import numpy as np
 import pyarrow as pa
 
-from e2ecompress.errors import InputError
+from e2ecompress.errors import InputError, one_line
 from e2ecompress.io.base import (
     METADATA_KEY,
     ChannelsArg,
     JetFile,
     JetWriter,
-    one_line,
     parse_metadata,
     resolve_channels,
 )

@@ -12,13 +12,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from e2ecompress.errors import InputError
+from e2ecompress.errors import InputError, one_line
 from e2ecompress.io.base import (
     METADATA_KEY,
     ChannelsArg,
     JetFile,
     JetWriter,
-    one_line,
     parse_metadata,
     resolve_channels,
 )

@@ -13,8 +13,7 @@ import numpy as np
 
 from e2ecompress.models import count_params, load_checkpoint
 from e2ecompress.study.baseline import FEATURE_SETS, read_columns
-from e2ecompress.study.pipeline import RECON_SPLITS, SUBSETS
-from e2ecompress.study.plan import StudyPaths, StudyPlan
+from e2ecompress.study.plan import RECON_SPLITS, SUBSETS, StudyPaths, StudyPlan
 from e2ecompress.train.data import label_subset
 
 GAIN_AT_10 = 0.02  # fine-tuned minus scratch AUC wanted at 10% of the labels

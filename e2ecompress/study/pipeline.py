@@ -24,12 +24,8 @@ import torch
 
 from e2ecompress.errors import E2EError, InputError
 from e2ecompress.models import load_checkpoint
-from e2ecompress.study.plan import SPLITS, StudyPaths, StudyPlan
+from e2ecompress.study.plan import RECON_SPLITS, SPLITS, SUBSETS, StudyPaths, StudyPlan
 from e2ecompress.train.rundir import write_json
-
-SUBSETS = ("labelled", "unlabelled")
-# reconstruction is compared on these (subset, split) pairs; train uses plan.recon_train_jets jets
-RECON_SPLITS = (("unlabelled", "train"), ("unlabelled", "test"), ("labelled", "test"))
 
 
 def display(path: str | os.PathLike) -> str:

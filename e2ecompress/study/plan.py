@@ -14,6 +14,9 @@ from e2ecompress.errors import InputError
 METHODS = ("finetune", "scratch", "linprobe")
 COMMANDS = ("pretrain", *METHODS)
 SPLITS = ("train", "val", "test")
+SUBSETS = ("labelled", "unlabelled")
+# reconstruction is compared on these (subset, split) pairs; train uses plan.recon_train_jets jets
+RECON_SPLITS = (("unlabelled", "train"), ("unlabelled", "test"), ("labelled", "test"))
 
 
 @dataclass(frozen=True)
