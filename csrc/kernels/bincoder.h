@@ -197,4 +197,26 @@ inline uint64_t read_varint(const uint8_t* data, std::size_t size, std::size_t& 
   throw DecodeError(std::string(what) + ": varint longer than 10 bytes");
 }
 
+// The 32-bit check value closing a stream: the coders hash what they coded into h (multiplying by kMix),
+// put_check stores the finalized value little-endian, verify_check compares it on decode.
+constexpr uint64_t kMix = 0x9E3779B97F4A7C15ull;
+
+inline uint32_t check_value(uint64_t h) {
+  h ^= h >> 31;
+  h *= kMix;
+  return static_cast<uint32_t>(h >> 32);
+}
+
+inline void put_check(std::vector<uint8_t>& out, uint64_t h) {
+  const uint32_t c = check_value(h);
+  for (int k = 0; k < 4; ++k) out.push_back(static_cast<uint8_t>(c >> (8 * k)));
+}
+
+// p: the 4 stored bytes (the caller has checked they are there).
+inline void verify_check(const uint8_t* p, uint64_t h, const char* what) {
+  uint32_t stored = 0;
+  for (std::size_t k = 0; k < 4; ++k) stored |= static_cast<uint32_t>(p[k]) << (8 * k);
+  if (stored != check_value(h)) throw DecodeError(std::string(what) + ": corrupt (check value differs)");
+}
+
 }  // namespace e2e::bincode

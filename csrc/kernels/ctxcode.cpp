@@ -30,6 +30,9 @@ using bincode::Decoder;
 using bincode::Encoder;
 using bincode::kCountMask;
 using bincode::kInit;
+using bincode::kMix;
+using bincode::put_check;
+using bincode::verify_check;
 using bincode::put_varint;
 using bincode::read_varint;
 using bincode::update;
@@ -160,15 +163,6 @@ bool find_blocks(const Layout& g, const uint8_t* occ, Scratch& s) {
     }
   }
   return any;
-}
-
-constexpr uint64_t kMix = 0x9E3779B97F4A7C15ull;
-
-// The 32-bit check value stored after the coded bytes: a hash of the occupied cells' flat indices.
-uint32_t check_value(uint64_t h) {
-  h ^= h >> 31;
-  h *= kMix;
-  return static_cast<uint32_t>(h >> 32);
 }
 
 // Copies the cells of block row `by`, occupied block columns s.prev, to out (decoder), hashes the
@@ -313,8 +307,7 @@ std::vector<uint8_t> ctx_encode(const uint8_t* occ, const uint8_t* context, std:
     check = s.check;
   }
   enc.finish();
-  const uint32_t c = check_value(check);
-  for (int k = 0; k < 4; ++k) out.push_back(static_cast<uint8_t>(c >> (8 * k)));
+  put_check(out, check);  // a hash of the occupied cells' flat indices
   return out;
 }
 
@@ -363,9 +356,7 @@ void ctx_decode(const uint8_t* data, std::size_t size, const uint8_t* context, s
     check = s.check;
   }
   dec.finish();
-  uint32_t stored = 0;
-  for (std::size_t k = 0; k < 4; ++k) stored |= static_cast<uint32_t>(data[end + k]) << (8 * k);
-  if (stored != check_value(check)) throw DecodeError("occupancy stream: corrupt (check value differs)");
+  verify_check(data + end, check, "occupancy stream");
 }
 
 }  // namespace e2e

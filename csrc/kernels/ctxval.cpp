@@ -19,6 +19,9 @@ using bincode::Decoder;
 using bincode::Encoder;
 using bincode::kCountMask;
 using bincode::kInit;
+using bincode::kMix;
+using bincode::put_check;
+using bincode::verify_check;
 using bincode::put_varint;
 using bincode::read_varint;
 using bincode::update;
@@ -155,17 +158,9 @@ int64_t code_float32(Coder& c, Models& md, const Cell& cell, int64_t v) {
   return static_cast<int64_t>(static_cast<int32_t>(out));
 }
 
-constexpr uint64_t kMix = 0x9E3779B97F4A7C15ull;
-
 inline uint64_t mix_cell(uint64_t h, int64_t plane, int64_t index, int64_t v) {
   h = (h + static_cast<uint64_t>(plane) * 0x100000001B3ull + static_cast<uint64_t>(index) + 1) * kMix;
   return (h ^ static_cast<uint64_t>(v)) * kMix;
-}
-
-uint32_t check_value(uint64_t h) {
-  h ^= h >> 31;
-  h *= kMix;
-  return static_cast<uint32_t>(h >> 32);
 }
 
 inline unsigned radial(int64_t y, int64_t x, int64_t h, int64_t w) {
@@ -276,8 +271,7 @@ std::vector<uint8_t> ctxval_encode(const int64_t* values, const int64_t* plane, 
   Encoder enc(out);
   const uint64_t check = code_all<true>(enc, values, plane, index, n, h, w, kind, nullptr);
   enc.finish();
-  const uint32_t cv = check_value(check);
-  for (int k = 0; k < 4; ++k) out.push_back(static_cast<uint8_t>(cv >> (8 * k)));
+  put_check(out, check);
   return out;
 }
 
@@ -306,9 +300,7 @@ void ctxval_decode(const uint8_t* data, std::size_t size, const int64_t* plane, 
   Decoder dec(data + hdr.size, end - hdr.size, "value stream");
   const uint64_t check = code_all<false>(dec, nullptr, plane, index, n, h, w, kind, out);
   dec.finish();
-  uint32_t stored = 0;
-  for (std::size_t k = 0; k < 4; ++k) stored |= static_cast<uint32_t>(data[end + k]) << (8 * k);
-  if (stored != check_value(check)) throw DecodeError("value stream: corrupt (check value differs)");
+  verify_check(data + end, check, "value stream");
 }
 
 }  // namespace e2e
