@@ -373,6 +373,7 @@ def _connect(client: Any, workers: int, scheduler: str | None, n_jobs: int) -> I
 
     require("--workers / --scheduler", "dist")
     from distributed import Client, LocalCluster
+
     if scheduler is not None:
         try:
             c = Client(scheduler)

@@ -52,44 +52,51 @@ CONFIGS = REPO / "configs"
 
 
 def full_plan(**kw) -> StudyPlan:
+    jet = CONFIGS / "jet"
     return StudyPlan(
         scale="full",
         data=DataPlan(
-            jets_per_shard=1000, labelled_shards=(4, 1, 3), unlabelled_shards=(50, 2, 2), workers=2
+            jets_per_shard=1000, labelled_shards=(16, 2, 4), unlabelled_shards=(50, 2, 2), workers=2
         ),
-        configs={c: str(CONFIGS / f"{c}.yaml") for c in ("pretrain", "finetune", "scratch", "linprobe")},
-        pretrain_epochs=3,
-        pretrain_batch_size=64,
+        configs={c: str(jet / f"{c}.yaml") for c in ("pretrain", "finetune", "scratch", "linprobe")},
+        pretrain_epochs=5,
+        pretrain_batch_size=128,
+        pretrain_seeds=(0, 1),
         fractions=(0.01, 0.1, 1.0),
-        classifier_epochs=(12, 8, 5),
-        classifier_batch_size=32,
-        seeds=(0, 1, 2),
-        eval_batch_size=128,
+        classifier_epochs=6,
+        steps_per_epoch=40,
+        classifier_batch_size=64,
+        patience=3,
+        grid={
+            "finetune": ((3e-4, 0.75), (1e-3, 0.75), (1e-3, 0.9)),
+            "scratch": ((3e-4, 1.0), (1e-3, 1.0), (3e-3, 1.0)),
+        },
+        seeds=(0, 1, 2, 3, 4),
+        eval_batch_size=256,
         recon_train_jets=2000,
-        **{"threads": 2, **kw},
+        **{"threads": 1, "workers": 2, **kw},
     )
 
 
 def tiny_plan(**kw) -> StudyPlan:
-    tiny = CONFIGS / "tiny"
+    tiny = CONFIGS / "jet" / "tiny"
     return StudyPlan(
         scale="tiny",
         data=DataPlan(jets_per_shard=16, labelled_shards=(1, 1, 1), unlabelled_shards=(1, 1, 1), workers=2),
-        configs={
-            "pretrain": str(tiny / "pretrain.yaml"),
-            "finetune": str(tiny / "finetune.yaml"),
-            "scratch": str(tiny / "scratch.yaml"),
-            "linprobe": str(tiny / "finetune.yaml"),
-        },
+        configs={c: str(tiny / f"{c}.yaml") for c in ("pretrain", "finetune", "scratch", "linprobe")},
         pretrain_epochs=1,
         pretrain_batch_size=4,
+        pretrain_seeds=(0, 1),
         fractions=(0.5, 1.0),
-        classifier_epochs=(1, 1),
+        classifier_epochs=2,
+        steps_per_epoch=2,
         classifier_batch_size=4,
-        seeds=(0,),
+        patience=1,
+        grid={"finetune": ((1e-3, 0.75), (3e-3, 0.75)), "scratch": ((1e-3, 1.0), (3e-3, 1.0))},
+        seeds=(0, 1),
         eval_batch_size=16,
         recon_train_jets=16,
-        **{"threads": 1, **kw},
+        **{"threads": 1, "workers": 2, **kw},
     )
 
 

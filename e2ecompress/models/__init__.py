@@ -16,6 +16,7 @@ from e2ecompress.models.checkpoint import (
     save_checkpoint,
     sha256_file,
 )
+from e2ecompress.models.jet_mae import JetMAE
 from e2ecompress.models.layers import count_params, sincos_pos_embed_2d
 from e2ecompress.models.mae import MAEOutput, MaskedAutoencoderViT
 from e2ecompress.models.normalizer import Normalizer
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_CLASSIFIER",
     "DEFAULT_MAE",
     "Checkpoint",
+    "JetMAE",
     "MAEOutput",
     "MaskedAutoencoderViT",
     "Normalizer",

@@ -158,6 +158,17 @@ class Normalizer:
         y = y if y.dtype.kind == "f" else y.astype(np.float32)
         return np.sign(y) * s * np.expm1(np.minimum(np.abs(y) * t, MAX_LOG))
 
+    def expected_value(self, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """E[x] when the normalized value y ~ Normal(mu, var), per channel [..., C, H, W] (torch).
+
+        For y >= 0 the raw value s * expm1(t * y) is log-normal: E = s * (exp(t * mu + t^2 var / 2) - 1),
+        the mean a squared error in log space would miss (it gives the median). Negative means (signed
+        channels) use the mirror image.
+        """
+        s, t = self._params(mu, mu.ndim)
+        arg = (mu.abs() * t + 0.5 * var * t * t).clamp_max(MAX_LOG)
+        return torch.sign(mu) * s * torch.expm1(arg)
+
     def nonnegative_channels(self) -> list[int]:
         """Channels with no negative value in the fitting data (energies): a physical clip for predictions."""
         negative = self.stats.get("negative")

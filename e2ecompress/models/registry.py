@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from e2ecompress.errors import InputError
+from e2ecompress.models.jet_mae import JetMAE
 from e2ecompress.models.mae import MaskedAutoencoderViT
 from e2ecompress.models.vit import VisionTransformer
 
@@ -110,3 +111,21 @@ def vit_tiny_patch8(**kw: Any) -> VisionTransformer:
 @register_model
 def vit_tiny_patch16(**kw: Any) -> VisionTransformer:
     return _vit(16, kw)
+
+
+# The jet MAE (per-jet masking, occupancy + value heads) and its classifier: 4 blocks of 128 keep the
+# study (two pretraining seeds, dozens of classifiers) within a few CPU hours.
+JET = dict(embed_dim=128, depth=4, num_heads=4, mlp_ratio=4.0)
+JET_DECODER = dict(decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=4)
+
+
+@register_model
+def mae_vit_jet_patch8(**kw: Any) -> JetMAE:
+    """JetMAE on 256 patches of 8x8; pretext task in e2ecompress.models.jet_mae."""
+    return JetMAE(**{**JET, **JET_DECODER, "patch_size": 8, **kw})
+
+
+@register_model
+def vit_jet_patch8(**kw: Any) -> VisionTransformer:
+    """The classifier of mae_vit_jet_patch8: sparse tokens, mean + log(token count) pooling."""
+    return VisionTransformer(**{**JET, "patch_size": 8, "sparse": True, "global_pool": "avg_count", **kw})

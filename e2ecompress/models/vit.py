@@ -36,7 +36,7 @@ ENCODER_KEYS = (
     "mlp_ratio",
     "qkv_bias",
 )
-GLOBAL_POOLS = ("avg", "token")
+GLOBAL_POOLS = ("avg", "token", "avg_count")
 
 
 def occupied_ids(occ: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,7 +110,7 @@ class EncoderBase(nn.Module):
         return self.norm(x)
 
     def encoder_kwargs(self) -> dict[str, Any]:
-        return {k: self.init_kwargs[k] for k in ENCODER_KEYS}
+        return {k: self.init_kwargs[k] for k in ENCODER_KEYS}  # token_threshold: see JetMAE
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
@@ -120,7 +120,10 @@ class VisionTransformer(EncoderBase):
     """ViT classifier: forward_features -> tokens [B, 1+L, D]; forward_head -> logits [B, num_classes].
 
     Args:
-        global_pool: 'avg' (mean of the patch tokens) or 'token' (the cls token).
+        global_pool: 'avg' (mean of the patch tokens), 'token' (the cls token) or 'avg_count' (the mean
+            and log(1 + number of tokens), so the head sees the jet's multiplicity; needs sparse=True).
+        token_threshold: with sparse=True, a patch is a token when its summed |normalized value| exceeds
+            this (0: any non-zero pixel); the same rule as the MAE it was pretrained with.
         sparse: feed only the tokens of occupied patches (padded per batch, masked in attention and pooling).
         probe: head = BatchNorm1d(affine=False) + Linear, the MAE linear-probe head.
     """
@@ -142,6 +145,7 @@ class VisionTransformer(EncoderBase):
         global_pool: str = "avg",
         sparse: bool = False,
         probe: bool = False,
+        token_threshold: float = 0.0,
     ):
         if global_pool not in GLOBAL_POOLS:
             raise ValueError(f"global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
@@ -171,14 +175,19 @@ class VisionTransformer(EncoderBase):
             global_pool=global_pool,
             sparse=sparse,
             probe=probe,
+            token_threshold=token_threshold,
         )
+        if global_pool == "avg_count" and not sparse:
+            raise ValueError("global_pool='avg_count' needs sparse=True (the count is of occupied tokens)")
+        self.token_threshold = token_threshold
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.sparse = sparse
         self.head_drop = nn.Dropout(drop_rate)
-        linear = nn.Linear(embed_dim, num_classes)
+        width = embed_dim + (global_pool == "avg_count")
+        linear = nn.Linear(width, num_classes)
         if probe:
-            self.head = nn.Sequential(nn.BatchNorm1d(embed_dim, affine=False, eps=LN_EPS), linear)
+            self.head = nn.Sequential(nn.BatchNorm1d(width, affine=False, eps=LN_EPS), linear)
         else:
             self.head = linear
         self.apply(init_weights)
@@ -195,7 +204,11 @@ class VisionTransformer(EncoderBase):
         if not self.sparse:
             self._valid = None
             return self.run_blocks(self.embed_tokens(patches, None))
-        occ, counts = ops.patch_occupancy(imgs.contiguous(), self.patch_size)
+        if self.token_threshold > 0:
+            occ = patches.abs().sum(dim=2) > self.token_threshold
+            counts = occ.sum(dim=1)
+        else:
+            occ, counts = ops.patch_occupancy(imgs.contiguous(), self.patch_size)
         ids, valid = occupied_ids(occ, counts)
         x = self.embed_tokens(ops.gather_tokens(patches, ids), ids)
         keys = torch.cat([valid.new_ones(valid.shape[0], 1), valid], dim=1)
@@ -204,11 +217,15 @@ class VisionTransformer(EncoderBase):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """tokens [B, 1+K, D] -> pooled [B, D] (pre_logits) or logits [B, num_classes]."""
+        sparse_tokens = self._valid is not None and self._valid.shape[:2] == (x.shape[0], x.shape[1] - 1)
         if self.global_pool == "token":
             x = x[:, 0]
-        elif self._valid is not None and self._valid.shape[:2] == (x.shape[0], x.shape[1] - 1):
+        elif sparse_tokens:
             w = self._valid.to(x.dtype)[:, :, None]
-            x = (x[:, 1:] * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+            n = w.sum(dim=1)
+            x = (x[:, 1:] * w).sum(dim=1) / n.clamp_min(1.0)
+            if self.global_pool == "avg_count":
+                x = torch.cat([x, torch.log1p(n)], dim=1)
         else:
             x = x[:, 1:].mean(dim=1)
         x = self.head_drop(x)

@@ -109,8 +109,9 @@ def run_baseline(
     reference_fraction: float,
     scores_out: str | os.PathLike | None = None,
 ) -> dict:
-    """Both feature sets at every (fraction, seed); test scores of (reference_fraction, seeds[0]) go to
-    `scores_out` (.npz: label, prob_truth, prob_image) for the ROC figure."""
+    """Both feature sets at every (fraction, seed); test scores go to `scores_out` (.npz: label,
+    prob_{kind}_f{fraction}_s{seed} for every run, and prob_truth, prob_image for (reference_fraction,
+    seeds[0]), the ROC figure's)."""
     out: dict = {}
     scores: dict[str, np.ndarray] = {}
     for kind in FEATURE_SETS:
@@ -126,6 +127,7 @@ def run_baseline(
                     {"fraction": f, "seed": seed, "n_train": len(keep), **info}
                     | {k: m[k] for k in ("auc", "accuracy", "log_loss", "n_jets")}
                 )
+                scores[f"prob_{kind}_f{f:g}_s{seed}"] = prob
                 if f == reference_fraction and seed == seeds[0]:
                     scores["label"] = y["test"]
                     scores[f"prob_{kind}"] = prob

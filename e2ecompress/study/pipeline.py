@@ -15,6 +15,8 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,16 +76,34 @@ class Ledger:
         self._save()
         return out
 
+    def record(self, name: str, wall_s: float, command: str) -> None:
+        """A step run elsewhere (a training process): its wall time adds up over invocations."""
+        entry = self.steps.setdefault(name, {"wall_s": 0.0, "invocations": 0})
+        entry["wall_s"] = round(entry["wall_s"] + wall_s, 3)
+        entry["invocations"] += 1
+        entry["command"] = command
+        self._save()
+
     def note(self, name: str, **info: Any) -> None:
         self.steps.setdefault(name, {"wall_s": 0.0, "invocations": 0}).update(info)
         self._save()
 
 
-def finished_epochs(run: Path) -> int:
+def run_state(run: Path) -> dict:
+    """The training state of a run directory's last checkpoint ({} when there is none)."""
     last = run / "checkpoints" / "last"
     if not (last / "model.safetensors").is_file():
-        return 0
-    return int(load_checkpoint(last, build=False).state.get("epoch", 0))
+        return {}
+    return dict(load_checkpoint(last, build=False).state)
+
+
+def finished(run: Path) -> bool:
+    """The run ended (all its epochs, or stopped early) and has a best checkpoint."""
+    st = run_state(run)
+    done = bool(st.get("complete")) or (
+        "complete" not in st and st.get("command") == "linprobe" and st.get("epoch", 0) > 0
+    )
+    return done and (run / "checkpoints" / "best" / "model.safetensors").is_file()
 
 
 class Study:
@@ -146,62 +166,138 @@ class Study:
 
     # --- training -----------------------------------------------------------------------------------
 
-    @property
-    def mae_best(self) -> Path:
-        return self.paths.run("pretrain") / "checkpoints" / "best"
+    def mae_best(self, pretrain_seed: int) -> Path:
+        return self.paths.run("pretrain", seed=pretrain_seed) / "checkpoints" / "best"
 
-    def train_argv(self, command: str, fraction: float | None = None, seed: int = 0) -> list[str]:
+    def train_argv(
+        self,
+        command: str,
+        run: Path,
+        seed: int,
+        fraction: float | None = None,
+        init: Path | None = None,
+        lr: float | None = None,
+        layer_decay: float | None = None,
+    ) -> list[str]:
         p = self.plan
         pretrain = command == "pretrain"
-        epochs = p.pretrain_epochs if pretrain else p.epochs_at(fraction)
-        argv = [
-            command,
-            "--config",
-            display(p.configs[command]),
-            "--data",
-            display(self.paths.data),
-            "--out",
-            display(self.paths.run(command, fraction, seed)),
-            "--epochs",
-            str(epochs),
-            "--seed",
-            str(seed),
-            "--batch-size",
-            str(p.pretrain_batch_size if pretrain else p.classifier_batch_size),
-        ]
-        if not pretrain:
-            argv += ["--init", display(self.mae_best), "--label-fraction", f"{fraction:g}"]
+        argv = [command, "--config", display(p.configs[command]), "--data", display(self.paths.data)]
+        argv += ["--out", display(run), "--seed", str(seed)]
+        if pretrain:
+            argv += ["--epochs", str(p.pretrain_epochs), "--batch-size", str(p.pretrain_batch_size)]
+        else:
+            argv += ["--init", display(init), "--label-fraction", f"{fraction:g}"]
+            argv += ["--batch-size", str(p.classifier_batch_size)]
             argv += ["--set", f"data.label_seed={seed}"]  # each seed draws its own labelled subset
+            if command != "linprobe":
+                argv += ["--epochs", str(p.classifier_epochs)]
+                argv += ["--set", f"steps_per_epoch={p.steps_per_epoch}"]
+                if p.patience:
+                    argv += ["--set", f"patience={p.patience}"]
+        if lr is not None:
+            argv += ["--set", f"optim.lr={lr:g}"]
+        if layer_decay is not None:
+            argv += ["--set", f"optim.layer_decay={layer_decay:g}"]
         argv += ["--set", f"data.eval_batch_size={p.eval_batch_size}"]
-        argv += ["--set", f"model.kwargs.sparse={str(p.sparse).lower()}"]
         if p.threads:
             argv += ["--threads", str(p.threads)]
-        if not self.progress:
-            argv.append("--no-progress")
+        argv.append("--no-progress")
         return [*argv, "--resume"]
 
-    def command_for(self, command: str, fraction: float | None = None, seed: int = 0) -> str:
-        return "python -m e2ecompress.train " + shlex.join(self.train_argv(command, fraction, seed))
+    def run_jobs(self, jobs: list[tuple[str, list[str], Path]]) -> None:
+        """Train (name, argv, run directory) jobs not finished yet, `plan.workers` processes at once; each
+        job's wall time and reproducing command go to the ledger."""
+        todo = [j for j in jobs if not finished(j[2])]
+        running: list[tuple[str, list[str], Path, subprocess.Popen, float, Any]] = []
+        logs = self.paths.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if self.plan.threads:
+            env["OMP_NUM_THREADS"] = str(self.plan.threads)
+        failed: list[str] = []
+        while todo or running:
+            while todo and len(running) < max(self.plan.workers, 1):
+                name, argv, run = todo.pop(0)
+                cmd = "python -m e2ecompress.train " + shlex.join(argv)
+                self.log(f"[study] {cmd}")
+                log = open(logs / (name.replace("/", "_") + ".log"), "w")  # noqa: SIM115 (closed below)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "e2ecompress.train", *argv], stdout=log, stderr=log, env=env
+                )
+                running.append((name, argv, run, proc, time.perf_counter(), log))
+            time.sleep(0.2)
+            for job in list(running):
+                name, argv, run, proc, t0, log = job
+                if proc.poll() is None:
+                    continue
+                running.remove(job)
+                log.close()
+                cmd = "python -m e2ecompress.train " + shlex.join(argv)
+                if proc.returncode != 0 or not finished(run):
+                    failed.append(f"{name} (exit {proc.returncode}, log {display(log.name)})")
+                    continue
+                self.ledger.record(name, time.perf_counter() - t0, cmd)
+        if failed:
+            raise E2EError(f"study steps failed: {'; '.join(failed)}")
 
-    def train(self, command: str, fraction: float | None = None, seed: int = 0) -> Path:
-        from e2ecompress.train.cli import main as train_main
+    def pretrain(self) -> None:
+        jobs = []
+        for ps in self.plan.pretrain_seeds:
+            run = self.paths.run("pretrain", seed=ps)
+            jobs.append((f"pretrain/s{ps}", self.train_argv("pretrain", run, ps), run))
+        self.run_jobs(jobs)
 
-        run = self.paths.run(command, fraction, seed)
-        epochs = self.plan.pretrain_epochs if command == "pretrain" else self.plan.epochs_at(fraction)
-        if finished_epochs(run) >= epochs:
-            return run
-        argv = self.train_argv(command, fraction, seed)
-        cmd = self.command_for(command, fraction, seed)
-        self.log(f"[study] {cmd}")
-        name = "pretrain" if command == "pretrain" else f"{command}/f{fraction:g}/s{seed}"
-        rc = self.ledger.run(name, lambda: train_main(argv), cmd)
-        if rc != 0 or finished_epochs(run) < epochs:
-            raise E2EError(f"study step {name} failed (exit {rc}): {cmd}")
-        if not (run / "checkpoints" / "best" / "model.safetensors").is_file():
-            raise E2EError(
-                f"study step {name}: no epoch had a finite validation score, so no best checkpoint"
-            )
-        return run
+    def grid_search(self) -> dict:
+        """Seed seeds[0] at every grid point; -> {method: {fraction key: chosen point and every score}}."""
+        p = self.plan
+        seed = p.seeds[0]
+        init = self.mae_best(p.pretrain_seed_for(seed))
+        jobs = []
+        for f in p.fractions:
+            for m in ("finetune", "scratch"):
+                if m not in p.methods:
+                    continue
+                for lr, ld in p.grid[m]:
+                    run = self.paths.grid_run(m, f, lr, ld)
+                    argv = self.train_argv(m, run, seed, f, init, lr, ld if m == "finetune" else None)
+                    jobs.append((f"grid/{m}/f{f:g}/lr{lr:g}_ld{ld:g}", argv, run))
+        self.run_jobs(jobs)
+        chosen: dict = {}
+        for f in p.fractions:
+            for m in ("finetune", "scratch"):
+                if m not in p.methods:
+                    continue
+                points = []
+                for lr, ld in p.grid[m]:
+                    st = run_state(self.paths.grid_run(m, f, lr, ld))
+                    points.append({"lr": lr, "layer_decay": ld, "val_auc": st.get("best"),
+                                   "best_epoch": st.get("best_epoch"), "epochs": st.get("epoch")})
+                best = max(points, key=lambda q: -1.0 if q["val_auc"] is None else q["val_auc"])
+                chosen.setdefault(m, {})[f"{f:g}"] = {"chosen": best, "grid": points}
+        return chosen
+
+    def final_run(self, method: str, fraction: float, seed: int, chosen: dict) -> Path:
+        if method != "linprobe" and seed == self.plan.seeds[0]:
+            c = chosen[method][f"{fraction:g}"]["chosen"]
+            return self.paths.grid_run(method, fraction, c["lr"], c["layer_decay"])
+        return self.paths.run(method, fraction, seed)
+
+    def classifiers(self, chosen: dict) -> None:
+        p = self.plan
+        jobs = []
+        for seed in p.seeds:
+            init = self.mae_best(p.pretrain_seed_for(seed))
+            for f in p.fractions:
+                for m in p.methods:
+                    run = self.final_run(m, f, seed, chosen)
+                    if m == "linprobe":
+                        jobs.append((f"linprobe/f{f:g}/s{seed}", self.train_argv(m, run, seed, f, init), run))
+                    elif seed != p.seeds[0]:
+                        c = chosen[m][f"{f:g}"]["chosen"]
+                        ld = c["layer_decay"] if m == "finetune" else None
+                        argv = self.train_argv(m, run, seed, f, init, c["lr"], ld)
+                        jobs.append((f"{m}/f{f:g}/s{seed}", argv, run))
+        self.run_jobs(jobs)
 
     # --- evaluation ---------------------------------------------------------------------------------
 
@@ -273,43 +369,51 @@ def run_study(
     """Run (or continue) the whole study; returns the results written to OUT/study.json."""
     from e2ecompress.study import collect, figures, report, ship
 
+    t_start = time.perf_counter()
     if plan.threads:
         torch.set_num_threads(plan.threads)
     s = Study(plan, paths, progress)
     s.dataset()
-    s.train("pretrain")
-    for subset, split in RECON_SPLITS:
-        limit = plan.recon_train_jets if split == "train" else None
-        s.evaluate(
-            f"reconstruction/{subset}/{split}",
-            s.mae_best,
-            subset,
-            split,
-            paths.recon_json(subset, split),
-            max_jets=limit,
-        )
-    grid = [(seed, f, m) for seed in plan.seeds for f in plan.fractions for m in plan.methods]
-    for seed, f, m in grid:
-        s.train(m, f, seed)
-    for seed, f, m in grid:  # the test split, once per model, after all training
-        s.evaluate(
-            f"test/{m}/f{f:g}/s{seed}",
-            paths.run(m, f, seed) / "checkpoints" / "best",
-            "labelled",
-            "test",
-            paths.test_json(m, f, seed),
-            scores=paths.test_scores(m, f, seed),
-        )
+    s.ledger.run("pretrain/all", s.pretrain)
+    for ps in plan.pretrain_seeds:
+        for subset, split in RECON_SPLITS:
+            limit = plan.recon_train_jets if split == "train" else None
+            s.evaluate(
+                f"reconstruction/s{ps}/{subset}/{split}",
+                s.mae_best(ps),
+                subset,
+                split,
+                paths.recon_json(subset, split, ps),
+                max_jets=limit,
+            )
+    chosen = s.ledger.run("grid/all", s.grid_search)
+    write_json(paths.workdir / "grid.json", chosen)
+    s.ledger.run("classifiers/all", lambda: s.classifiers(chosen))
+    finals = {}
+    for seed in plan.seeds:  # the test split, once per model, after all training
+        for f in plan.fractions:
+            for m in plan.methods:
+                run = s.final_run(m, f, seed, chosen)
+                finals[(m, f, seed)] = run
+                s.evaluate(
+                    f"test/{m}/f{f:g}/s{seed}",
+                    run / "checkpoints" / "best",
+                    "labelled",
+                    "test",
+                    run / "test.json",
+                    scores=run / "test_scores.npz",
+                )
     s.baseline()
-    results = collect.collect(plan, paths)
+    results = collect.collect(plan, paths, chosen, finals)
     results["command"] = command
     if plan.ship:
-        results["shipped"] = ship.ship_study(s, results, ship_dir)
+        results["shipped"] = ship.ship_study(s, results, ship_dir, finals)
     paths.out.mkdir(parents=True, exist_ok=True)
     results["figures"] = s.ledger.run(
-        "figures", lambda: figures.study_figures(plan, paths, results), replace=True
+        "figures", lambda: figures.study_figures(plan, paths, results, finals), replace=True
     )
     collect.add_steps(results, s.ledger.steps)
+    results["invocation_wall_s"] = round(time.perf_counter() - t_start, 1)
     write_json(paths.out / "study.json", results)
     # the report is rendered from the JSON just written, so the two hold the same numbers
     results = json.loads((paths.out / "study.json").read_text())

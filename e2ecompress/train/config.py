@@ -79,6 +79,10 @@ class TrainConfig:
     threads: int | None = None  # torch threads per process (None: torch's default)
     progress: bool = True
     stop_after_epochs: int | None = None  # end this invocation early (continue with --resume)
+    # step budget: an "epoch" is this many optimizer steps (batches drawn from fresh shuffles of the
+    # training set), so runs on 1% and 100% of the labels take the same number of steps
+    steps_per_epoch: int | None = None
+    patience: int | None = None  # early stopping: end after this many epochs without a better val score
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -266,6 +270,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise InputError(None, "no dataset: give --data DIR (a make-dataset output)")
     if not cfg.out:
         raise InputError(None, "no run directory: give --out DIR")
+    if cfg.steps_per_epoch is not None and cfg.steps_per_epoch < 1:
+        raise InputError(None, f"steps_per_epoch must be >= 1, got {cfg.steps_per_epoch}")
+    if cfg.patience is not None and cfg.patience < 1:
+        raise InputError(None, f"patience must be >= 1, got {cfg.patience}")
     if cfg.epochs < 1:
         raise InputError(None, f"epochs must be >= 1, got {cfg.epochs}")
     if cfg.data.batch_size < 1 or cfg.data.eval_batch_size < 1:

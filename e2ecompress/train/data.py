@@ -242,5 +242,25 @@ def epoch_batches(
     return [idx[s : s + batch_size] for s in range(0, len(idx), batch_size)]
 
 
+def step_batches(
+    n: int, batch_size: int, steps: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> list[np.ndarray]:
+    """`steps` batches for one epoch of a step budget: consecutive shuffles of the n jets (each seeded by
+    seed, epoch and its index), cut into batches of batch_size (min(batch_size, n) when n is smaller)."""
+    size = min(batch_size, n)
+    out: list[np.ndarray] = []
+    pending = np.zeros(0, np.int64)
+    k = 0
+    while len(out) < steps:
+        if len(pending) < size:
+            perm = epoch_batches(n, n, seed + 7919 * k, epoch, rank, world_size)[0]
+            pending = np.concatenate([pending, perm])
+            k += 1
+            continue
+        out.append(pending[:size])
+        pending = pending[size:]
+    return out
+
+
 def to_tensor(jets: SparseJets, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(jets.dense(idx)).to(device)

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from e2ecompress.errors import InputError
 from e2ecompress.models import (
+    JetMAE,
     MaskedAutoencoderViT,
     Normalizer,
     classifier_for,
@@ -34,8 +35,9 @@ from e2ecompress.models import (
 )
 from e2ecompress.train import dist
 from e2ecompress.train.config import TrainConfig, to_dict, validate
-from e2ecompress.train.data import epoch_batches, label_subset, load_split, to_tensor
+from e2ecompress.train.data import epoch_batches, label_subset, load_split, step_batches, to_tensor
 from e2ecompress.train.evaluate import features, head_proba, predict_proba, reconstruction
+from e2ecompress.train.jet_recon import val_loss
 from e2ecompress.train.metrics import classification_metrics
 from e2ecompress.train.optim import lr_at, make_optimizer, set_lr
 from e2ecompress.train.rundir import RunDir
@@ -97,6 +99,11 @@ def _pretrain_task(cfg: TrainConfig, info: dist.DistInfo, run: RunDir, resumed: 
         return module(x, ratio, noise).loss, len(idx)
 
     def validate_() -> dict:
+        if isinstance(model, JetMAE):
+            m = val_loss(
+                model, val, cfg.data.eval_batch_size, ratio, derive_seed(cfg.seed, "val"), info.device
+            )
+            return {"score": m["loss"], "val": m}
         m = reconstruction(
             model,
             val_raw,
@@ -220,9 +227,22 @@ def _fit(cfg: TrainConfig, info: dist.DistInfo, run: RunDir, task: Task, state: 
     for epoch in range(epoch0, stop):
         torch.manual_seed(derive_seed(cfg.seed, epoch, info.rank, "torch"))
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, info.rank, "mask"))
-        batches = epoch_batches(
-            task.n_train, cfg.data.batch_size, cfg.seed, epoch, info.rank, info.world_size
-        )
+        if state.get("complete"):
+            break
+        if cfg.steps_per_epoch:
+            batches = step_batches(
+                task.n_train,
+                cfg.data.batch_size,
+                cfg.steps_per_epoch,
+                cfg.seed,
+                epoch,
+                info.rank,
+                info.world_size,
+            )
+        else:
+            batches = epoch_batches(
+                task.n_train, cfg.data.batch_size, cfg.seed, epoch, info.rank, info.world_size
+            )
         model.eval()  # linprobe: the frozen encoder stays in eval mode
         trainable.train()
         loss_sum = n_sum = 0.0
@@ -261,7 +281,11 @@ def _fit(cfg: TrainConfig, info: dist.DistInfo, run: RunDir, task: Task, state: 
             improved = _better(val["score"], best, task.higher_is_better)
             if improved:
                 best, best_epoch = val["score"], epoch + 1
+            patience_over = cfg.patience is not None and epoch + 1 - (best_epoch or 0) >= cfg.patience
+            complete = epoch + 1 >= cfg.epochs or patience_over
             ckpt_state = {
+                "complete": complete,
+                "early_stopped": patience_over and epoch + 1 < cfg.epochs,
                 "epoch": epoch + 1,
                 "step": step,
                 "best": best,
@@ -285,6 +309,14 @@ def _fit(cfg: TrainConfig, info: dist.DistInfo, run: RunDir, task: Task, state: 
                 rec["jets_per_s"],
             )
         dist.barrier(info)
+        if cfg.patience is not None and epoch + 1 - (best_epoch or 0) >= cfg.patience:
+            run.log(
+                "early stop: no better validation score in %d epochs (best epoch %s)",
+                cfg.patience,
+                best_epoch,
+            )
+            stop = epoch + 1
+            break
     return {
         "epochs_done": stop,
         "step": step,

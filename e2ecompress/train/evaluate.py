@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from e2ecompress.errors import InputError
-from e2ecompress.models import MaskedAutoencoderViT, Normalizer, VisionTransformer, load_checkpoint
+from e2ecompress.models import JetMAE, MaskedAutoencoderViT, Normalizer, VisionTransformer, load_checkpoint
 from e2ecompress.train.config import EvalConfig, to_dict
 from e2ecompress.train.data import SparseJets, load_split, to_tensor
 from e2ecompress.train.dist import pick_device
@@ -149,7 +149,15 @@ def run_evaluate(cfg: EvalConfig, bar_factory=None, scores_out: str | os.PathLik
     norm = raw.normalized(ckpt.normalizer)
     n_batches = -(-len(raw) // cfg.batch_size)
     bar = bar_factory(n_batches, f"evaluate {subset}/{cfg.split}") if bar_factory else None
-    if is_mae:
+    if isinstance(model, JetMAE):
+        from e2ecompress.train.jet_recon import jet_reconstruction
+
+        ratio = model.mask_ratio if cfg.mask_ratio is None else cfg.mask_ratio
+        metrics = jet_reconstruction(
+            model, raw, norm, ckpt.normalizer, cfg.batch_size, ratio, cfg.seed, device
+        )
+        metrics["mask_ratio"] = ratio
+    elif is_mae:
         ratio = model.mask_ratio if cfg.mask_ratio is None else cfg.mask_ratio
         metrics = reconstruction(
             model, raw, norm, ckpt.normalizer, cfg.batch_size, ratio, cfg.seed, device, bar=bar
