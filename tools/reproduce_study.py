@@ -59,7 +59,7 @@ def full_plan(**kw) -> StudyPlan:
             jets_per_shard=1000, labelled_shards=(16, 2, 4), unlabelled_shards=(50, 2, 2), workers=2
         ),
         configs={c: str(jet / f"{c}.yaml") for c in ("pretrain", "finetune", "scratch", "linprobe")},
-        pretrain_epochs=5,
+        pretrain_epochs=6,
         pretrain_batch_size=128,
         pretrain_seeds=(0, 1),
         fractions=(0.01, 0.1, 1.0),

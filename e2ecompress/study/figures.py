@@ -1,4 +1,5 @@
-"""The study's PNG figures: pretraining loss curves, MAE reconstructions, ROC curves, AUC vs label fraction.
+"""The study's PNG figures: pretraining curves with their baselines, MAE reconstructions, ROC curves,
+AUC vs label fraction with the paired differences.
 
 Matplotlib's object API (`Figure`) only: no pyplot, no global backend switch.
 """
@@ -6,11 +7,11 @@ Matplotlib's object API (`Figure`) only: no pyplot, no global backend switch.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
-import torch
 from matplotlib import colormaps
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -27,68 +28,79 @@ FILES = {
 DPI = 110
 
 
-def loss_curves(records: Sequence[Mapping], path: str | os.PathLike) -> None:
-    """Per-epoch training loss and validation masked-patch MSE (the same quantity) of the pretraining."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
-    ep = [r["epoch"] for r in records]
-    ax.plot(ep, [r["train_loss"] for r in records], "o-", label="train (unlabelled/train)")
-    ax.plot(ep, [r["val_mse_masked_mean"] for r in records], "s--", label="validation (unlabelled/val)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("masked-patch MSE, channel mean (normalized units)")
+def loss_curves(pretrain: Mapping[str, Mapping], mean_patch: float | None, path: str | os.PathLike) -> None:
+    """Left: pretext loss per epoch (train, validation) per pretraining seed. Right: validation MSE of
+    the mean prediction on masked occupied patches beside zero prediction's and (dotted) the mean
+    occupied patch's (an oracle constant, from the unlabelled/test evaluation)."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax, bx = fig.subplots(1, 2)
+    for k, (name, pre) in enumerate(sorted(pretrain.items())):
+        recs = pre["records"]
+        ep = [r["epoch"] for r in recs]
+        color = f"C{k}"
+        ax.plot(ep, [r["train_loss"] for r in recs], "o-", color=color, label=f"{name} train")
+        ax.plot(ep, [r["val_loss"] for r in recs], "s--", color=color, label=f"{name} validation")
+        if all(r.get("val_mse_occupied") is not None for r in recs):
+            bx.plot(ep, [r["val_mse_occupied"] for r in recs], "o-", color=color, label=f"{name} MAE")
+            bx.plot(ep, [r["val_mse_zero"] for r in recs], "x:", color=color, label=f"{name} zero prediction")
+    if mean_patch is not None:
+        bx.axhline(mean_patch, color="k", ls=":", lw=1, label="mean occupied patch (oracle)")
+    ax.set_ylabel("pretext loss (occupancy BCE + value NLL)")
     ax.set_title("MAE pretraining")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    bx.set_ylabel("MSE on masked occupied patches, channel mean")
+    bx.set_title("validation reconstruction vs baselines")
+    for a in (ax, bx):
+        a.set_xlabel("epoch")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
     fig.savefig(path, dpi=DPI)
 
 
-@torch.no_grad()
 def reconstruction_panels(
     checkpoint: str | os.PathLike, root: str | os.PathLike, n_per_class: int, seed: int
 ) -> dict:
-    """The first n quark and n gluon jets of labelled/test, normalized: `original`, `masked` (NaN on the
-    removed patches) and `reconstruction` (visible patches pasted, predicted ones elsewhere), each
-    [J, C, H, W]; `labels` [J]; `channels`."""
+    """The first n quark and n gluon jets of labelled/test through `jet_reconstruction`: raw-scale
+    `true`, `visible` (the patches the encoder saw) and `rec` (visible + predicted) images [J, C, H, W],
+    `label` [J], `channels`."""
+    from e2ecompress.train.jet_recon import jet_reconstruction
+
     ck = load_checkpoint(checkpoint)
-    model = ck.model.eval()
     raw = load_split(root, "labelled", "test", max(64, 4 * n_per_class))
     y = raw.labels
     idx = np.concatenate([np.flatnonzero(y == 1)[:n_per_class], np.flatnonzero(y == 0)[:n_per_class]])
-    x = torch.from_numpy(raw.normalized(ck.normalizer).dense(idx))
-    noise = torch.rand(len(idx), model.num_patches, generator=torch.Generator().manual_seed(seed))
-    out = model(x, None, noise)
-    rec = model.reconstruct(x, out.pred, out.mask)
-    removed = model.unpatchify(out.mask[:, :, None].expand(-1, -1, out.pred.shape[-1]).to(x.dtype))
-    masked = torch.where(removed > 0.5, torch.full_like(x, float("nan")), x)
-    return {
-        "original": x.numpy(),
-        "masked": masked.numpy(),
-        "reconstruction": rec.numpy(),
-        "labels": y[idx],
-        "channels": list(ck.channels or [f"ch{i}" for i in range(model.in_chans)]),
-    }
+    sub = raw.subset(idx)
+    res = jet_reconstruction(
+        ck.model, sub, sub.normalized(ck.normalizer), ck.normalizer, len(idx), None, seed, "cpu",
+        keep_examples=len(idx),
+    )  # fmt: skip
+    ex = res["_examples"]
+    return {**ex, "label": y[idx], "channels": res["channels"]}
 
 
 def plot_reconstructions(panels: Mapping, path: str | os.PathLike) -> None:
-    """One row per jet; per channel three columns: original, masked input, reconstruction."""
-    kinds = ("original", "masked", "reconstruction")
+    """One row per jet; per channel three columns: original, visible patches, reconstruction (raw
+    units, logarithmic colour scale shared by the three)."""
+    kinds = (("true", "original"), ("visible", "visible to the encoder"), ("rec", "reconstruction"))
     chans = panels["channels"]
-    n_jets, n_cols = len(panels["labels"]), 3 * len(chans)
+    n_jets, n_cols = len(panels["label"]), 3 * len(chans)
     fig = Figure(figsize=(1.6 * n_cols, 1.7 * n_jets + 0.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(n_jets, n_cols))
-    cmap = colormaps["magma"].with_extremes(bad="0.7")
+    cmap = colormaps["magma"].with_extremes(bad="black", under="black")
     for j in range(n_jets):
         for c, ch in enumerate(chans):
-            vmax = max(float(np.nanmax(panels["original"][j, c])), 1e-6)
-            for k, kind in enumerate(kinds):
-                ax = axes[j, 3 * c + k]
-                ax.imshow(panels[kind][j, c], cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
+            img = np.abs(panels["true"][j, c])
+            vmax = max(float(img.max()), 1e-6)
+            norm = LogNorm(vmin=vmax * 1e-3, vmax=vmax)
+            for k, (kind, title) in enumerate(kinds):
+                a = axes[j, 3 * c + k]
+                a.imshow(np.abs(panels[kind][j, c]), cmap=cmap, norm=norm, interpolation="nearest")
+                a.set_xticks([])
+                a.set_yticks([])
                 if j == 0:
-                    ax.set_title(f"{ch}\n{kind}", fontsize=8)
-        axes[j, 0].set_ylabel("quark" if panels["labels"][j] == 1 else "gluon")
-    fig.suptitle("MAE on labelled/test (normalized units; grey: masked patches)", fontsize=10)
+                    a.set_title(f"{ch}\n{title}", fontsize=7)
+        axes[j, 0].set_ylabel("quark" if panels["label"][j] == 1 else "gluon")
+    fig.suptitle("MAE on labelled/test: 75 % of each jet's occupied patches masked (log colour scale)",
+                 fontsize=10)  # fmt: skip
     fig.savefig(path, dpi=DPI)
 
 
@@ -108,10 +120,15 @@ def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | 
     fig.savefig(path, dpi=DPI)
 
 
-def auc_vs_fraction(summaries: Mapping[str, Mapping[str, Mapping]], path: str | os.PathLike) -> None:
-    """summaries: name -> {fraction key: {auc_mean, auc_std}}; error bars are the std over seeds."""
-    fig = Figure(figsize=(6, 4.2), layout="constrained")
-    ax = fig.subplots()
+def auc_vs_fraction(
+    summaries: Mapping[str, Mapping[str, Mapping]],
+    differences: Mapping[str, Mapping[str, Mapping]],
+    path: str | os.PathLike,
+) -> None:
+    """Left: test AUC (mean ± std over seeds) per method. Right: fine-tuned minus each other method, with
+    the paired bootstrap 95 % interval."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax, bx = fig.subplots(1, 2)
     for name, s in summaries.items():
         fr = sorted(s, key=float)
         mean = [s[f]["auc_mean"] for f in fr]
@@ -120,36 +137,53 @@ def auc_vs_fraction(summaries: Mapping[str, Mapping[str, Mapping]], path: str | 
         ax.errorbar(
             [float(f) for f in fr], mean, yerr=err, fmt="o" + style, capsize=3, label=NAMES.get(name, name)
         )
-    ax.set_xscale("log")
+    others = sorted({o for d in differences.values() for o in d})
+    for k, other in enumerate(others):
+        fr = sorted((f for f in differences if other in differences[f]), key=float)
+        d = [differences[f][other] for f in fr]
+        x = np.array([float(f) for f in fr]) * (1.0 + 0.06 * (k - (len(others) - 1) / 2))
+        mid = np.array([e["diff"] for e in d])
+        err = np.array([[e["diff"] - e["ci_low"] for e in d], [e["ci_high"] - e["diff"] for e in d]])
+        bx.errorbar(x, mid, yerr=err, fmt="o", capsize=3, label=f"− {NAMES.get(other, other)}")
+    bx.axhline(0.0, color="k", lw=1)
     ticks = sorted({float(f) for s in summaries.values() for f in s})
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("fraction of the labelled training jets")
+    for a in (ax, bx):
+        a.set_xscale("log")
+        a.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        a.minorticks_off()
+        a.set_xlabel("fraction of the labelled training jets")
+        a.grid(alpha=0.3, which="both")
+        a.legend(fontsize=7)
     ax.set_ylabel("test ROC AUC (mean ± std over seeds)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    bx.set_ylabel("fine-tuned AUC minus ... (95 % paired bootstrap CI)")
     fig.savefig(path, dpi=DPI)
 
 
-def study_figures(plan, paths, results: Mapping) -> dict[str, str]:
+def study_figures(plan, paths, results: Mapping, finals: Mapping) -> dict[str, str]:
     """Write every figure into paths.out; returns their file names (relative to paths.out)."""
     out = paths.out
-    loss_curves(results["pretrain"]["records"], out / FILES["loss"])
+    ps = plan.pretrain_seeds[0]
+    test = results["reconstruction"][f"s{ps}"]["unlabelled/test"]
+    mean_patch = test.get("mse_mean_patch")
+    loss_curves(
+        results["pretrain"], None if not mean_patch else float(np.mean(list(mean_patch.values()))),
+        out / FILES["loss"],
+    )  # fmt: skip
     panels = reconstruction_panels(
-        paths.run("pretrain") / "checkpoints" / "best", paths.data, plan.figure_jets, plan.mask_seed
+        paths.run("pretrain", seed=ps) / "checkpoints" / "best", paths.data, plan.figure_jets, plan.mask_seed
     )
     plot_reconstructions(panels, out / FILES["reconstruction"])
     ref, seed = plan.reference_fraction, plan.seeds[0]
     curves = {}
     for m in plan.methods:
-        s = np.load(paths.test_scores(m, ref, seed))
+        s = np.load(finals[(m, ref, seed)] / "test_scores.npz")
         curves[m] = (s["label"], s["prob"])
     b = np.load(paths.baseline_json.with_suffix(".npz"))
-    curves["lr_image"] = (b["label"], b["prob_image"])
-    curves["lr_truth"] = (b["label"], b["prob_truth"])
+    for kind in ("image", "truth"):
+        curves[f"lr_{kind}"] = (b["label"], b[f"prob_{kind}_f{ref:g}_s{seed}"])
     roc_figure(curves, out / FILES["roc"], f"labelled/test, {100 * ref:g}% of the labels, seed {seed}")
     summaries = dict(results["classification"]["summary"])
     for kind in ("image", "truth"):
         summaries[f"lr_{kind}"] = results["baseline"][kind]["summary"]
-    auc_vs_fraction(summaries, out / FILES["auc_vs_fraction"])
+    auc_vs_fraction(summaries, results["differences"], out / FILES["auc_vs_fraction"])
     return dict(FILES)

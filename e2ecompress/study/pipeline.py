@@ -47,6 +47,7 @@ class Ledger:
         self.path = path
         self.identity = identity
         self.steps: dict[str, dict] = {}
+        self.invocations: list[dict] = []
         if path.is_file():
             state = json.loads(path.read_text())
             if state.get("plan") != identity:
@@ -56,10 +57,17 @@ class Ledger:
                     f"holds a study with other settings ({', '.join(diff)} differ); use another --workdir",
                 )
             self.steps = state.get("steps", {})
+            self.invocations = state.get("invocations", [])
+        # this invocation's wall time, updated at every save, so a killed invocation keeps what it spent
+        self._t0 = time.perf_counter()
+        self.invocations.append(
+            {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": 0.0}
+        )
         self._save()
 
     def _save(self) -> None:
-        write_json(self.path, {"plan": self.identity, "steps": self.steps})
+        self.invocations[-1]["wall_s"] = round(time.perf_counter() - self._t0, 1)
+        write_json(self.path, {"plan": self.identity, "steps": self.steps, "invocations": self.invocations})
 
     def run(self, name: str, fn: Callable[[], Any], command: str | None = None, replace: bool = False) -> Any:
         """fn(), timed. replace: a step redone by every invocation (figures, shipping) keeps its last
@@ -218,9 +226,9 @@ class Study:
         while todo or running:
             while todo and len(running) < max(self.plan.workers, 1):
                 name, argv, run = todo.pop(0)
-                cmd = "python -m e2ecompress.train " + shlex.join(argv)
+                cmd = self.command(argv)
                 self.log(f"[study] {cmd}")
-                log = open(logs / (name.replace("/", "_") + ".log"), "w")  # noqa: SIM115 (closed below)
+                log = open(logs / (name.replace("/", "_") + ".log"), "w")
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "e2ecompress.train", *argv], stdout=log, stderr=log, env=env
                 )
@@ -232,7 +240,7 @@ class Study:
                     continue
                 running.remove(job)
                 log.close()
-                cmd = "python -m e2ecompress.train " + shlex.join(argv)
+                cmd = self.command(argv)
                 if proc.returncode != 0 or not finished(run):
                     failed.append(f"{name} (exit {proc.returncode}, log {display(log.name)})")
                     continue
@@ -270,34 +278,55 @@ class Study:
                 points = []
                 for lr, ld in p.grid[m]:
                     st = run_state(self.paths.grid_run(m, f, lr, ld))
-                    points.append({"lr": lr, "layer_decay": ld, "val_auc": st.get("best"),
-                                   "best_epoch": st.get("best_epoch"), "epochs": st.get("epoch")})
+                    points.append(
+                        {
+                            "lr": lr,
+                            "layer_decay": ld,
+                            "val_auc": st.get("best"),
+                            "best_epoch": st.get("best_epoch"),
+                            "epochs": st.get("epoch"),
+                        }
+                    )
                 best = max(points, key=lambda q: -1.0 if q["val_auc"] is None else q["val_auc"])
                 chosen.setdefault(m, {})[f"{f:g}"] = {"chosen": best, "grid": points}
         return chosen
 
     def final_run(self, method: str, fraction: float, seed: int, chosen: dict) -> Path:
-        if method != "linprobe" and seed == self.plan.seeds[0]:
-            c = chosen[method][f"{fraction:g}"]["chosen"]
-            return self.paths.grid_run(method, fraction, c["lr"], c["layer_decay"])
-        return self.paths.run(method, fraction, seed)
+        return self.final_job(method, fraction, seed, chosen)[2]
+
+    def final_job(self, method: str, fraction: float, seed: int, chosen: dict) -> tuple[str, list[str], Path]:
+        """(ledger name, training argv, run directory) of the final run of (method, fraction, seed): for
+        seeds[0] of a grid-searched method, that is the chosen grid run itself."""
+        p = self.plan
+        init = self.mae_best(p.pretrain_seed_for(seed))
+        if method == "linprobe":
+            run = self.paths.run(method, fraction, seed)
+            return f"linprobe/f{fraction:g}/s{seed}", self.train_argv(method, run, seed, fraction, init), run
+        c = chosen[method][f"{fraction:g}"]["chosen"]
+        lr, ld = c["lr"], c["layer_decay"]
+        if seed == p.seeds[0]:
+            run = self.paths.grid_run(method, fraction, lr, ld)
+            name = f"grid/{method}/f{fraction:g}/lr{lr:g}_ld{ld:g}"
+        else:
+            run = self.paths.run(method, fraction, seed)
+            name = f"{method}/f{fraction:g}/s{seed}"
+        argv = self.train_argv(method, run, seed, fraction, init, lr, ld if method == "finetune" else None)
+        return name, argv, run
 
     def classifiers(self, chosen: dict) -> None:
         p = self.plan
-        jobs = []
-        for seed in p.seeds:
-            init = self.mae_best(p.pretrain_seed_for(seed))
-            for f in p.fractions:
-                for m in p.methods:
-                    run = self.final_run(m, f, seed, chosen)
-                    if m == "linprobe":
-                        jobs.append((f"linprobe/f{f:g}/s{seed}", self.train_argv(m, run, seed, f, init), run))
-                    elif seed != p.seeds[0]:
-                        c = chosen[m][f"{f:g}"]["chosen"]
-                        ld = c["layer_decay"] if m == "finetune" else None
-                        argv = self.train_argv(m, run, seed, f, init, c["lr"], ld)
-                        jobs.append((f"{m}/f{f:g}/s{seed}", argv, run))
+        jobs = [
+            self.final_job(m, f, seed, chosen)
+            for seed in p.seeds
+            for f in p.fractions
+            for m in p.methods
+            if m == "linprobe" or seed != p.seeds[0]
+        ]
         self.run_jobs(jobs)
+
+    @staticmethod
+    def command(argv: list[str]) -> str:
+        return "python -m e2ecompress.train " + shlex.join(argv)
 
     # --- evaluation ---------------------------------------------------------------------------------
 
@@ -412,7 +441,7 @@ def run_study(
     results["figures"] = s.ledger.run(
         "figures", lambda: figures.study_figures(plan, paths, results, finals), replace=True
     )
-    collect.add_steps(results, s.ledger.steps)
+    collect.add_steps(results, s.ledger.steps, s.ledger.invocations)
     results["invocation_wall_s"] = round(time.perf_counter() - t_start, 1)
     write_json(paths.out / "study.json", results)
     # the report is rendered from the JSON just written, so the two hold the same numbers

@@ -100,13 +100,17 @@ def _readme(name: str, what: str, info: dict, commands: list[str], study_command
     )
 
 
-def ship_study(study, results: dict, ship_dir: Path | None = None) -> dict:
-    """Ship the pretrained MAE and the seed-0 fine-tuned classifier at the reference label fraction, then
-    evaluate the shipped copies (loaded from where they were put) on the test splits."""
+def ship_study(study, results: dict, ship_dir: Path | None, finals: dict) -> dict:
+    """Ship the MAE of the first pretraining seed and the classifier fine-tuned from it (seeds[0], the
+    reference label fraction), then evaluate the shipped copies (loaded from where they were put) on the
+    test splits. finals: (method, fraction, seed) -> run directory."""
     plan, paths = study.plan, study.paths
     root = Path(ship_dir) if ship_dir is not None else PRETRAINED_DIR
     root.mkdir(parents=True, exist_ok=True)
-    cmds = [study.dataset_command(s) for s in ("unlabelled", "labelled")] + [study.command_for("pretrain")]
+    ps = plan.pretrain_seeds[0]
+    pre_run = paths.run("pretrain", seed=ps)
+    cmds = [study.dataset_command(s) for s in ("unlabelled", "labelled")]
+    cmds.append(study.command(study.train_argv("pretrain", pre_run, ps)))
     counts, mae = results["data"]["counts"], results["models"]["mae"]
     checks = paths.workdir / "shipped"
     shutil.rmtree(checks, ignore_errors=True)  # the shipped copies are evaluated afresh every time
@@ -133,18 +137,20 @@ def ship_study(study, results: dict, ship_dir: Path | None = None) -> dict:
         )
 
     name = plan.ship_names["mae"]
+    pre = results["pretrain"][f"s{ps}"]
     what = (
         f"Masked auto-encoder `{mae['arch']}` ({mae['params']} parameters) pretrained for "
-        f"{plan.pretrain_epochs} epochs on the {counts['unlabelled/train']} jets of unlabelled/train."
+        f"{len(pre['records'])} epochs (best: epoch {pre['best_epoch']} on unlabelled/val) on the "
+        f"{counts['unlabelled/train']} jets of unlabelled/train, pretraining seed {ps}."
     )
-    info = copy("ship/mae", study.mae_best, name, what, paths.run("pretrain"))
+    info = copy("ship/mae", study.mae_best(ps), name, what, pre_run)
     ev = study.evaluate(
         "ship/reconstruction", root / name, "unlabelled", "test", checks / "mae.json", replace=True
     )
-    info["test"] = {"mse_masked_mean": ev["metrics"]["mse_masked_mean"]}
-    info["float32_test"] = {
-        "mse_masked_mean": results["reconstruction"]["unlabelled/test"]["mse_masked_mean"]
-    }
+    float32 = results["reconstruction"][f"s{ps}"]["unlabelled/test"]
+    keys = ("mse_occupied", "mse_ratio_to_zero")
+    info["test"] = {k: ev["metrics"][k] for k in keys}
+    info["float32_test"] = {k: float32[k] for k in keys}
     out["mae"] = info
 
     if "finetune" in plan.methods:
@@ -157,12 +163,12 @@ def ship_study(study, results: dict, ship_dir: Path | None = None) -> dict:
         name = plan.ship_names["classifier"]
         what = (
             f"Quark/gluon classifier: the encoder of `{plan.ship_names['mae']}` fine-tuned for "
-            f"{run['epochs']} epochs on {run['n_train']} labelled jets (seed {seed}); best epoch "
-            f"{run['best_epoch']} on labelled/val."
+            f"{run['epochs']} epochs ({run['steps']} optimizer steps) on {run['n_train']} labelled jets "
+            f"(seed {seed}); best epoch {run['best_epoch']} on labelled/val."
         )
-        cmds.append(study.command_for("finetune", ref, seed))
-        src = paths.run("finetune", ref, seed) / "checkpoints" / "best"
-        info = copy("ship/classifier", src, name, what, paths.run("finetune", ref, seed))
+        cmds.append(study.command(study.final_job("finetune", ref, seed, results["grid"])[1]))
+        src_run = finals[("finetune", ref, seed)]
+        info = copy("ship/classifier", src_run / "checkpoints" / "best", name, what, src_run)
         ev = study.evaluate(
             "ship/test", root / name, "labelled", "test", checks / "classifier.json", replace=True
         )

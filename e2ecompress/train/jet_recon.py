@@ -31,21 +31,45 @@ def _batches(n: int, batch_size: int):
         yield np.arange(s, min(s + batch_size, n))
 
 
+def _channel_sums(v: torch.Tensor, C: int) -> np.ndarray:
+    """[B, T, p*p*C] in patchify's (p, q, c) layout -> per-channel sums [C] (float64)."""
+    return v.reshape(-1, C).sum(dim=0).double().cpu().numpy()
+
+
 @torch.no_grad()
 def val_loss(model: JetMAE, jets: SparseJets, batch_size: int, mask_ratio, seed: int, device) -> dict:
-    """Mean pretext loss (and its parts) over normalized jets, with fixed masking noise."""
+    """Mean pretext loss (and its parts) over normalized jets, with fixed masking noise; with the squared
+    error of the mean prediction p * mu on masked occupied patches beside zero prediction's (channel
+    means on the normalized scale), so every epoch's MSE has its baseline."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
+    C = model.in_chans
     tot = np.zeros(3)
+    sq_model, sq_zero, n_pix = np.zeros(C), np.zeros(C), np.zeros(C)
     n = 0
     for idx in _batches(len(jets), batch_size):
         x = to_tensor(jets, idx, device)
         noise = torch.rand(len(idx), model.num_patches, generator=gen).to(device)
-        out = model(x, mask_ratio, noise)
-        tot += len(idx) * np.array([float(out.loss), float(out.loss_occupancy), float(out.loss_value)])
+        patches = model.patchify(x)
+        pred, n_occ = model.predict_patches(patches, noise, mask_ratio, "train")
+        occ, val = model.losses(patches, pred, n_occ)
+        tot += len(idx) * np.array([float(occ + val), float(occ), float(val)])
         n += len(idx)
-    loss, occ, val = (tot / max(n, 1)).tolist()
-    return {"loss": loss, "loss_occupancy": occ, "loss_value": val}
+        y = patches.gather(1, pred.ids[:, :, None].expand(-1, -1, patches.shape[2]))
+        w = model.pixel_valid_pc[pred.ids] * pred.occupied[:, :, None].to(y.dtype)
+        err = (torch.sigmoid(pred.logit) * pred.mu - y).square()
+        sq_model += _channel_sums(err * w, C)
+        sq_zero += _channel_sums(y.square() * w, C)
+        n_pix += _channel_sums(w, C)
+    loss, occ_, val_ = (tot / max(n, 1)).tolist()
+    n_pix = np.maximum(n_pix, 1)
+    return {
+        "loss": loss,
+        "loss_occupancy": occ_,
+        "loss_value": val_,
+        "mse_occupied": float((sq_model / n_pix).mean()),
+        "mse_zero": float((sq_zero / n_pix).mean()),
+    }
 
 
 def robust(rel: np.ndarray) -> dict:
