@@ -164,10 +164,21 @@ class LatentAutoencoder(nn.Module):
 
     @classmethod
     def from_mae(cls, mae: MaskedAutoencoderViT, latent_dim: int = 8) -> LatentAutoencoder:
-        """A model whose encoder and decoder start from a (pretrained) MAE; drop_token = its mask_token."""
+        """A model whose encoder and decoder start from a (pretrained) MAE; drop_token = its mask_token.
+
+        Every weight whose name and shape match is copied; the encoder must match entirely. An MAE
+        with another decoder head (e.g. `JetMAE`, whose head predicts occupancy, mean and variance)
+        gives its encoder and the decoder blocks of the same shape; the rest starts fresh."""
         kw = {k: mae.init_kwargs[k] for k in _MAE_KEYS}
         model = cls(in_chans=mae.in_chans, latent_dim=latent_dim, **kw)
-        model.mae.load_state_dict(mae.state_dict())
+        own = model.mae.state_dict()
+        src = mae.state_dict()
+        enc = set(model.mae.encoder_state())
+        bad = sorted(k for k in enc if k not in src or src[k].shape != own[k].shape)
+        if bad:
+            raise ValueError(f"the MAE's encoder does not match the latent codec's ({', '.join(bad[:3])})")
+        model.mae.load_state_dict({k: v for k, v in src.items() if k in own and v.shape == own[k].shape},
+                                  strict=False)  # fmt: skip
         with torch.no_grad():
             model.drop_token.copy_(model.mae.mask_token)
         return model

@@ -87,8 +87,13 @@ def _pretrain(paths: StudyPaths, seed: int) -> dict:
         }
         for r in recs
     ]
+    last_change = None
+    if len(epochs) >= 2:  # relative fall of the validation loss over the last epoch
+        a, b = epochs[-2]["val_loss"], epochs[-1]["val_loss"]
+        last_change = (a - b) / abs(a) if a else None
     return {
         "records": epochs,
+        "val_loss_last_fall": last_change,
         "best_epoch": state["best_epoch"],
         "best_val_loss": state["best"],
         "jets_per_s": mean_std(r["jets_per_s"] for r in recs)[0],

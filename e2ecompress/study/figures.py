@@ -26,6 +26,7 @@ FILES = {
     "auc_vs_fraction": "study_auc_vs_fraction.png",
 }
 DPI = 110
+COLORS = {"finetune": "C0", "scratch": "C1", "linprobe": "C2", "lr_image": "C3", "lr_truth": "C4"}
 
 
 def loss_curves(pretrain: Mapping[str, Mapping], mean_patch: float | None, path: str | os.PathLike) -> None:
@@ -134,17 +135,17 @@ def auc_vs_fraction(
         mean = [s[f]["auc_mean"] for f in fr]
         err = [s[f]["auc_std"] or 0.0 for f in fr]
         style = "--" if name.startswith("lr_") else "-"
-        ax.errorbar(
-            [float(f) for f in fr], mean, yerr=err, fmt="o" + style, capsize=3, label=NAMES.get(name, name)
-        )
-    others = sorted({o for d in differences.values() for o in d})
+        ax.errorbar([float(f) for f in fr], mean, yerr=err, fmt="o" + style, capsize=3,
+                    color=COLORS.get(name), label=NAMES.get(name, name))  # fmt: skip
+    others = [o for o in COLORS if any(o in d for d in differences.values())]
     for k, other in enumerate(others):
         fr = sorted((f for f in differences if other in differences[f]), key=float)
         d = [differences[f][other] for f in fr]
         x = np.array([float(f) for f in fr]) * (1.0 + 0.06 * (k - (len(others) - 1) / 2))
         mid = np.array([e["diff"] for e in d])
         err = np.array([[e["diff"] - e["ci_low"] for e in d], [e["ci_high"] - e["diff"] for e in d]])
-        bx.errorbar(x, mid, yerr=err, fmt="o", capsize=3, label=f"− {NAMES.get(other, other)}")
+        bx.errorbar(x, mid, yerr=err, fmt="o", capsize=3, color=COLORS.get(other),
+                    label=f"− {NAMES.get(other, other)}")  # fmt: skip
     bx.axhline(0.0, color="k", lw=1)
     ticks = sorted({float(f) for s in summaries.values() for f in s})
     for a in (ax, bx):

@@ -196,9 +196,10 @@ def _pretrain(res: Mapping) -> str:
                 "jets/s", "train (s)", "val (s)"]  # fmt: skip
         recs = p["records"]
         last = ""
-        if len(recs) >= 2:
-            d = recs[-1]["val_loss"] - recs[-2]["val_loss"]
-            last = f" Validation loss change over the last epoch: {fmt(d, '+.4g')}."
+        if p.get("val_loss_last_fall") is not None:
+            last = (
+                f" Relative fall of the validation loss over the last epoch: {fmt(p['val_loss_last_fall'])}."
+            )
         out.append(
             f"\n### Pretraining seed {name.removeprefix('s')}\n\n{len(recs)} epochs; best epoch "
             f"{p['best_epoch']} (validation loss {fmt(p['best_val_loss'], '.4g')}), kept as "
@@ -379,14 +380,12 @@ def _established(res: Mapping) -> str:
             continue
         lines.append(f"- Reconstruction goal {t['status']}: {t['target']} = {fmt(t['measured'])} "
                      f"(wanted {t['op']} {fmt(t['threshold'], '.4g')}).")  # fmt: skip
-    pre = res["pretrain"]
-    for name, p in sorted(pre.items()):
-        recs = p["records"]
-        if len(recs) >= 2:
-            rel = (recs[-2]["val_loss"] - recs[-1]["val_loss"]) / abs(recs[-2]["val_loss"])
-            state = "still falling" if rel > 0.01 else "flat (under 1 % per epoch)"
+    for name, p in sorted(res["pretrain"].items()):
+        fall = p.get("val_loss_last_fall")
+        if fall is not None:
+            state = "still falling" if fall > 0.01 else "flat (under 1 % per epoch)"
             lines.append(f"- Pretraining seed {name.removeprefix('s')}: validation loss {state} at the last "
-                         f"epoch ({fmt(100 * rel, '.2f')} % lower than the epoch before).")  # fmt: skip
+                         f"epoch (relative fall {fmt(fall)}).")  # fmt: skip
     return "\n## What is established and what is not\n\n" + "\n".join(lines) + "\n"
 
 
