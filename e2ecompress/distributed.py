@@ -21,7 +21,6 @@ import inspect
 import json
 import math
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -171,21 +170,6 @@ def expand_inputs(inputs: Paths, suffixes: Sequence[str]) -> list[str]:
     if not files:
         raise InputError(None, "no input files")
     return files
-
-
-def is_many(inputs: Sequence[str], output: str) -> bool:
-    """Whether a pack / unpack command line means many shards: several inputs, a glob pattern or a
-    directory in, or a directory out (an existing one, or a path ending with a separator)."""
-    if len(inputs) != 1:
-        return True
-    src = inputs[0]
-    seps = tuple(s for s in (os.sep, os.altsep, "/") if s)
-    return (
-        os.path.isdir(src)
-        or (not os.path.exists(src) and glob.has_magic(src))
-        or output.endswith(seps)
-        or os.path.isdir(output)
-    )
 
 
 def _pack_shard(label: str, src: str, dst: str, opts: dict[str, Any]) -> ShardResult:
@@ -459,24 +443,3 @@ def _json_safe(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
-
-
-def cli_many(kind: str, inputs: Sequence[str], output: str, *, quiet: bool = False, **kwargs: Any) -> int:
-    """`e2ecompress pack|unpack` for many shards: a line per shard as it finishes (failures on stderr),
-    a total line, and exit code 2 when any shard failed."""
-    verb = "packed" if kind == "pack" else "unpacked"
-
-    def report(result: ShardResult) -> None:
-        if not result.ok:
-            print(f"e2ecompress: error: {result.error}", file=sys.stderr)
-        elif not quiet:
-            print(result.line(verb), flush=True)
-
-    run = pack_many if kind == "pack" else unpack_many
-    summary = run(inputs, output, on_result=report, **kwargs)
-    print(summary.line())
-    if summary.failed:
-        names = ", ".join(s.input for s in summary.failed)
-        print(f"e2ecompress: error: {len(summary.failed)} shard(s) failed: {names}", file=sys.stderr)
-        return 2
-    return 0

@@ -83,7 +83,8 @@ def test_check_good_file(good_file, capsys):
 def test_pthat_range_option():
     import argparse
 
-    from e2ecompress.cli import _pthat_range, build_parser
+    from e2ecompress.cli import build_parser
+    from e2ecompress.commands.data import _pthat_range
 
     assert _pthat_range("400,800") == (400.0, 800.0)
     for bad in ("800,400", "x", "0,10", "1,2,3"):

@@ -17,6 +17,7 @@ import pytest
 from conftest import sparse_images
 
 from e2ecompress import api, cli, distributed
+from e2ecompress.commands.many import is_many
 from e2ecompress.errors import InputError
 from e2ecompress.io import Batch, open_jets, write_jets
 
@@ -73,13 +74,13 @@ def test_expand_inputs_and_dispatch(shards, tmp_path):
         distributed.expand_inputs(tmp_path, (".e2ez",))
 
     one = str(src / names[0])
-    assert not distributed.is_many([one], str(tmp_path / "x.e2ez"))
-    assert not distributed.is_many([str(tmp_path / "missing.parquet")], "x.e2ez")
-    assert distributed.is_many([one], str(tmp_path) + os.sep)
-    assert distributed.is_many([one], str(tmp_path))  # an existing directory
-    assert distributed.is_many([str(src)], "out")
-    assert distributed.is_many([str(src / "*.parquet")], "out")
-    assert distributed.is_many([one, one], "out")
+    assert not is_many([one], str(tmp_path / "x.e2ez"))
+    assert not is_many([str(tmp_path / "missing.parquet")], "x.e2ez")
+    assert is_many([one], str(tmp_path) + os.sep)
+    assert is_many([one], str(tmp_path))  # an existing directory
+    assert is_many([str(src)], "out")
+    assert is_many([str(src / "*.parquet")], "out")
+    assert is_many([one, one], "out")
 
 
 def test_in_process_matches_api_and_manifest(shards, tmp_path):

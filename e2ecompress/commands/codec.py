@@ -1,4 +1,5 @@
-"""Codec commands of the CLI: pack, unpack, inspect, show (see `e2ecompress.api`)."""
+"""Codec commands of the command line: pack, unpack, inspect, show (see `e2ecompress.api`); many shards go
+through `many`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import sys
 
+from e2ecompress.commands.many import cli_many, is_many
 from e2ecompress.errors import E2EError, InputError
 
 
@@ -52,7 +54,7 @@ def _pack_mode_problem(args) -> str | None:
 
 
 def _cmd_pack(args) -> int:
-    from e2ecompress import api, distributed
+    from e2ecompress import api
 
     problem = _pack_mode_problem(args)
     if problem:
@@ -70,9 +72,9 @@ def _cmd_pack(args) -> int:
         "embed_model": args.embed_model,
         "channels": args.channels.split(",") if args.channels else None,
     }
-    if distributed.is_many(args.input, args.output):
+    if is_many(args.input, args.output):
         run = {"workers": args.workers, "scheduler": args.scheduler, "quiet": args.quiet}
-        return distributed.cli_many("pack", args.input, args.output, **run, **opts)
+        return cli_many("pack", args.input, args.output, **run, **opts)
     (src,) = args.input
     if not os.path.exists(src):
         raise InputError(src, "no such file")
@@ -91,13 +93,11 @@ def _report(summary, verb: str, args) -> None:
 
 
 def _cmd_unpack(args) -> int:
-    from e2ecompress import api, distributed
+    from e2ecompress import api
 
-    if distributed.is_many(args.input, args.output):
+    if is_many(args.input, args.output):
         run = {"workers": args.workers, "scheduler": args.scheduler, "quiet": args.quiet}
-        return distributed.cli_many(
-            "unpack", args.input, args.output, fmt=args.format, model=args.model, **run
-        )
+        return cli_many("unpack", args.input, args.output, fmt=args.format, model=args.model, **run)
     fmt = {"h5": "hdf5"}.get(args.format, args.format)
     summary = api.unpack(
         args.input[0], args.output, model=args.model, fmt=fmt, progress=not args.quiet and sys.stderr.isatty()
