@@ -23,9 +23,13 @@ import numpy as np
 import pyarrow as pa
 
 from e2ecompress import __version__, _core
-from e2ecompress.codec import physics_check, physics_lossy
+from e2ecompress.codec import physics_check
 from e2ecompress.codec.budget import add_streams, per_jet
 from e2ecompress.codec.image import CodecConfig, ImageCodec
+from e2ecompress.codec.options import DEFAULT_CHUNK, PackOptions
+from e2ecompress.codec.options import DEFAULT_LEVEL as DEFAULT_LEVEL  # the physics level of a plain pack
+from e2ecompress.codec.options import DEFAULT_QUALITY as DEFAULT_QUALITY  # the latent codec's level
+from e2ecompress.codec.options import make_config as make_config
 from e2ecompress.errors import DecodeError, E2EError, InputError, one_line
 from e2ecompress.format import ContainerReader, ContainerWriter
 from e2ecompress.fsutil import refuse_overwriting_inputs
@@ -34,9 +38,6 @@ from e2ecompress.io.base import METADATA_KEY, format_from_suffix
 from e2ecompress.io.batch import BufferRing
 
 DEFAULT_MODEL = "latent_qg3_default"
-DEFAULT_QUALITY = 3  # the learned latent codec's level (latent=True, `--latent`)
-DEFAULT_LEVEL = physics_lossy.DEFAULT_LEVEL  # the physics level of a pack with no mode chosen
-DEFAULT_CHUNK = 512
 MODEL_FILES = ("model.safetensors", "checkpoint.json")
 _RESERVED_META = ("format", "version", "layout", "channels", "image_shape")
 
@@ -100,30 +101,6 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.3g} {unit}"
     return f"{n} bytes"
-
-
-def make_config(
-    *,
-    quality: int | None = None,
-    max_error: float | None = None,
-    lossless: bool = False,
-    latent: bool = False,
-    **kw: Any,
-) -> CodecConfig:
-    """The CodecConfig for CLI-style options: at most one of quality / max_error / lossless. quality is a
-    physics level (1..5; DEFAULT_LEVEL when no mode is chosen), or with latent=True a level of the learned
-    latent codec (DEFAULT_QUALITY when not given)."""
-    if sum(x is not None and x is not False for x in (quality, max_error, lossless)) > 1:
-        raise ValueError("choose one of quality, max_error and lossless")
-    if latent and (max_error is not None or lossless):
-        raise ValueError("latent takes a quality level, not max_error or lossless")
-    if latent:
-        return CodecConfig(mode="lossy", quality=DEFAULT_QUALITY if quality is None else int(quality), **kw)
-    if lossless:
-        return CodecConfig(mode="lossless", **kw)
-    if max_error is not None:
-        return CodecConfig(mode="bounded", max_error=float(max_error), **kw)
-    return CodecConfig(mode="physics", quality=DEFAULT_LEVEL if quality is None else quality, **kw)
 
 
 def _load_latent(name_or_path: str | os.PathLike):
@@ -202,25 +179,44 @@ def pack(
     sums and relative bound; |x - x'| <= max_error; bit-exact) before the file is committed; nothing is
     left at dst on any failure. unbiased (bounded):
     non-zero pixels stay non-zero and tower (block) energies are within max_error as a whole.
+    The options are those of `PackOptions`; `pack_with` takes them as one object.
     """
     src, dst = os.fspath(src), os.fspath(dst)
     refuse_overwriting_inputs([src], [dst])
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    config = make_config(
+    options = PackOptions(
+        model=model,
         quality=quality,
         max_error=max_error,
         lossless=lossless,
         latent=latent,
         predictor=predictor,
         keep_fraction=keep_fraction,
-        **({"unbiased": True} if unbiased else {}),
+        unbiased=unbiased,
+        chunk_size=chunk_size,
+        embed_model=embed_model,
+        channels=channels,
+        verify=verify,
     )
+    return _pack(src, dst, options, progress)
+
+
+def pack_with(
+    src: str | os.PathLike, dst: str | os.PathLike, options: PackOptions, *, progress: bool = False
+) -> Summary:
+    """`pack` with its options as a PackOptions (checked when it was made)."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    refuse_overwriting_inputs([src], [dst])
+    return _pack(src, dst, options, progress)
+
+
+def _pack(src: str, dst: str, options: PackOptions, progress: bool) -> Summary:
+    config = options.config()
+    verify = options.verify
     t0 = time.perf_counter()
     clock = _Clock()
-    with open_jets(src, channels) as f:
+    with open_jets(src, options.channels) as f:
         names = f.channel_names
-        latent = _load_latent(model or DEFAULT_MODEL) if config.uses_model else None
+        latent = _load_latent(options.model or DEFAULT_MODEL) if config.uses_model else None
         codec = ImageCodec(config, names, f.image_shape[1:], latent)
         header = {
             "layout": f.layout,
@@ -242,17 +238,17 @@ def pack(
         if latent is not None:
             header["model"] = {
                 "id": latent.model_id,
-                "name": os.fspath(model or DEFAULT_MODEL),
+                "name": os.fspath(options.model or DEFAULT_MODEL),
                 "level": codec.level,
                 "normalization": latent.normalizer.to_dict(),
-                "embedded": bool(embed_model),
+                "embedded": bool(options.embed_model),
             }
         max_err, max_rel, image_bytes = 0.0, 0.0, 0
         with ContainerWriter(dst, header) as writer, _progress(f.n_jets, "pack", progress) as bar:
             coded32 = config.mode in ("lossy", "physics")
             dtype = "float32" if coded32 else f.exact_dtype  # lossy and physics code float32
             scratch = BufferRing(1)  # decoded chunks are only checked: one buffer, reused
-            batches = _prefetch(f.iter_batches(chunk_size, dtype=dtype, reuse=2))
+            batches = _prefetch(f.iter_batches(options.chunk_size, dtype=dtype, reuse=2))
             for batch in clock.iterate("read", batches):
                 check = verify and config.mode != "lossy"
                 try:
@@ -277,7 +273,7 @@ def pack(
                     writer.write_chunk(len(batch), streams, batch.table)
                 image_bytes += sum(len(v) for v in streams.values())
                 bar.update(len(batch))
-            if latent is not None and embed_model:
+            if latent is not None and options.embed_model:
                 for name in MODEL_FILES:
                     writer.add_attachment(f"model/{name}", (Path(latent.path) / name).read_bytes())
             n = f.n_jets

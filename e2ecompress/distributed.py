@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import inspect
 import json
 import math
 import os
@@ -25,11 +24,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from e2ecompress import __version__
 from e2ecompress.errors import E2EError, InputError, one_line
 from e2ecompress.fsutil import refuse_overwriting_inputs
+
+if TYPE_CHECKING:
+    from e2ecompress.codec.options import PackOptions
 
 PACK_INPUTS = (".parquet", ".h5", ".hdf5")
 PACK_OUTPUT = ".e2ez"
@@ -172,12 +174,12 @@ def expand_inputs(inputs: Paths, suffixes: Sequence[str]) -> list[str]:
     return files
 
 
-def _pack_shard(label: str, src: str, dst: str, opts: dict[str, Any]) -> ShardResult:
+def _pack_shard(label: str, src: str, dst: str, opts: PackOptions) -> ShardResult:
     """The task: one api.pack call. User errors come back as a failed result (deterministic: no retry)."""
     from e2ecompress import api
 
     def run():
-        return api.pack(src, dst, **opts), _model_id(dst)
+        return api.pack_with(src, dst, opts), _model_id(dst)
 
     return _attempt(label, dst, run)
 
@@ -187,7 +189,7 @@ def _unpack_shard(label: str, src: str, dst: str, opts: dict[str, Any]) -> Shard
 
     def run():
         model_id = _model_id(src)
-        return api.unpack(src, dst, **opts), model_id
+        return api.unpack(src, dst, **opts, progress=False), model_id
 
     return _attempt(label, dst, run)
 
@@ -217,6 +219,7 @@ def _finite(x: float) -> float | None:
 def pack_many(
     inputs: Paths,
     out_dir: str | os.PathLike,
+    options: PackOptions | None = None,
     *,
     client: Any = None,
     workers: int = 1,
@@ -228,25 +231,24 @@ def pack_many(
     """Pack every shard of `inputs` (files, glob patterns, directories) into `out_dir/<stem>.e2ez`.
 
     Runs on `client` (a distributed.Client), else on the cluster at `scheduler`, else on a LocalCluster of
-    `workers` single-threaded processes, else (workers=1 or one shard) in this process. pack_options go to
-    api.pack for every shard (model, quality, max_error, lossless, chunk_size, embed_model, ...); paths in
-    them are passed as given, so on a remote cluster give them absolute. Failed shards are in the result and
-    the manifest; nothing raises for them.
+    `workers` single-threaded processes, else (workers=1 or one shard) in this process. The options of
+    every shard's api.pack come as a PackOptions or as its keywords (model, quality, max_error, lossless,
+    chunk_size, embed_model, ...; not both); paths in them are passed as given, so on a remote cluster give
+    them absolute. Failed shards are in the result and the manifest; nothing raises for them.
     """
-    from e2ecompress import api
+    from e2ecompress.codec.options import PackOptions
 
-    inspect.signature(api.pack).bind("src", "dst", **pack_options)  # TypeError for unknown options
-    api.make_config(
-        quality=pack_options.get("quality"),
-        max_error=pack_options.get("max_error"),
-        lossless=pack_options.get("lossless", False),
-    )
-    if pack_options.get("chunk_size", 1) < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {pack_options['chunk_size']}")
+    pack_options.pop("progress", None)  # shards never show a progress bar
+    if options is None:
+        options = PackOptions(**pack_options)  # TypeError for unknown options, ValueError for bad ones
+        record = pack_options
+    elif pack_options:
+        raise TypeError("give the pack options as a PackOptions or as keywords, not both")
+    else:
+        record = options.to_dict()
     files = expand_inputs(inputs, PACK_INPUTS)
-    opts = {**pack_options, "progress": False}
     run = {"client": client, "workers": workers, "scheduler": scheduler, "retries": retries}
-    return _run("pack", _pack_shard, files, PACK_OUTPUT, out_dir, opts, on_result=on_result, **run)
+    return _run("pack", _pack_shard, files, PACK_OUTPUT, out_dir, options, record, on_result=on_result, **run)
 
 
 def unpack_many(
@@ -268,9 +270,9 @@ def unpack_many(
         raise InputError(None, f"unknown format {fmt!r} (known: {', '.join(_FORMATS)})")
     writer_fmt, suffix = _FORMATS[fmt]
     files = expand_inputs(inputs, (PACK_OUTPUT,))
-    opts = {"model": None if model is None else os.fspath(model), "fmt": writer_fmt, "progress": False}
+    opts = {"model": None if model is None else os.fspath(model), "fmt": writer_fmt}
     run = {"client": client, "workers": workers, "scheduler": scheduler, "retries": retries}
-    return _run("unpack", _unpack_shard, files, suffix, out_dir, opts, on_result=on_result, **run)
+    return _run("unpack", _unpack_shard, files, suffix, out_dir, opts, opts, on_result=on_result, **run)
 
 
 def _run(
@@ -279,7 +281,8 @@ def _run(
     files: list[str],
     suffix: str,
     out_dir: str | os.PathLike,
-    opts: dict[str, Any],
+    opts: Any,
+    record: dict[str, Any],
     *,
     client: Any,
     workers: int,
@@ -312,8 +315,7 @@ def _run(
                 done(i, result)
     wall = time.perf_counter() - t0
     _remove_temp_files(out_dir, names)
-    options = {k: v for k, v in opts.items() if k != "progress"}
-    summary = DatasetSummary(kind, out_dir, list(results), wall, runner, n_workers, _json_safe(options))
+    summary = DatasetSummary(kind, out_dir, list(results), wall, runner, n_workers, _json_safe(record))
     _write_manifest(summary)
     return summary
 

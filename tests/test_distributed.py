@@ -17,6 +17,7 @@ import pytest
 from conftest import sparse_images
 
 from e2ecompress import api, cli, distributed
+from e2ecompress.codec.options import PackOptions
 from e2ecompress.commands.many import is_many
 from e2ecompress.errors import InputError
 from e2ecompress.io import Batch, open_jets, write_jets
@@ -135,7 +136,9 @@ def test_user_errors_are_results_not_retried(tmp_path, shards):
     src, _ = shards
     bad = tmp_path / "bad.parquet"
     bad.write_bytes((src / "shard-0000.parquet").read_bytes()[:3000])
-    r = distributed._pack_shard("bad.parquet", str(bad), str(tmp_path / "bad.e2ez"), OPTS)  # no exception
+    r = distributed._pack_shard(
+        "bad.parquet", str(bad), str(tmp_path / "bad.e2ez"), PackOptions(**OPTS)
+    )  # no exception
     assert r.status == "failed" and "bad.parquet" in r.error and "\n" not in r.error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet"]
 

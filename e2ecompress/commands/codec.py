@@ -55,6 +55,7 @@ def _pack_mode_problem(args) -> str | None:
 
 def _cmd_pack(args) -> int:
     from e2ecompress import api
+    from e2ecompress.codec.options import PackOptions
 
     problem = _pack_mode_problem(args)
     if problem:
@@ -74,11 +75,12 @@ def _cmd_pack(args) -> int:
     }
     if is_many(args.input, args.output):
         run = {"workers": args.workers, "scheduler": args.scheduler, "quiet": args.quiet}
-        return cli_many("pack", args.input, args.output, **run, **opts)
+        return cli_many("pack", args.input, args.output, options=PackOptions(**opts), **run)
     (src,) = args.input
     if not os.path.exists(src):
         raise InputError(src, "no such file")
-    summary = api.pack(src, args.output, **opts, progress=not args.quiet and sys.stderr.isatty())
+    options = PackOptions(**opts)
+    summary = api.pack_with(src, args.output, options, progress=not args.quiet and sys.stderr.isatty())
     _report(summary, "packed", args)
     return 0
 
