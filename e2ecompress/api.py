@@ -12,20 +12,19 @@ import base64
 import contextlib
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from e2ecompress import __version__, _core
-from e2ecompress.codec import physics_check
+from e2ecompress.codec import models, physics_check
 from e2ecompress.codec.budget import add_streams, per_jet
 from e2ecompress.codec.image import CodecConfig, ImageCodec
+from e2ecompress.codec.models import DEFAULT_MODEL
 from e2ecompress.codec.options import DEFAULT_CHUNK, PackOptions
 from e2ecompress.codec.options import DEFAULT_LEVEL as DEFAULT_LEVEL  # the physics level of a plain pack
 from e2ecompress.codec.options import DEFAULT_QUALITY as DEFAULT_QUALITY  # the latent codec's level
@@ -37,8 +36,6 @@ from e2ecompress.io import Batch, open_jets, open_writer
 from e2ecompress.io.base import METADATA_KEY, format_from_suffix
 from e2ecompress.io.batch import BufferRing
 
-DEFAULT_MODEL = "latent_qg3_default"
-MODEL_FILES = ("model.safetensors", "checkpoint.json")
 _RESERVED_META = ("format", "version", "layout", "channels", "image_shape")
 
 
@@ -101,20 +98,6 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.3g} {unit}"
     return f"{n} bytes"
-
-
-def _load_latent(name_or_path: str | os.PathLike):
-    from e2ecompress._extras import require
-
-    require("the learned latent codec (lossy mode, --predictor model)", "ml", ("torch", "safetensors"))
-    from e2ecompress.codec.latent import LatentCodec
-
-    try:
-        return LatentCodec.load(name_or_path)
-    except E2EError:
-        raise
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(os.fspath(name_or_path), f"cannot load the model ({e})") from None
 
 
 def _b64(data: bytes) -> str:
@@ -216,7 +199,7 @@ def _pack(src: str, dst: str, options: PackOptions, progress: bool) -> Summary:
     clock = _Clock()
     with open_jets(src, options.channels) as f:
         names = f.channel_names
-        latent = _load_latent(options.model or DEFAULT_MODEL) if config.uses_model else None
+        latent = models.load(options.model or DEFAULT_MODEL) if config.uses_model else None
         codec = ImageCodec(config, names, f.image_shape[1:], latent)
         header = {
             "layout": f.layout,
@@ -274,8 +257,8 @@ def _pack(src: str, dst: str, options: PackOptions, progress: bool) -> Summary:
                 image_bytes += sum(len(v) for v in streams.values())
                 bar.update(len(batch))
             if latent is not None and options.embed_model:
-                for name in MODEL_FILES:
-                    writer.add_attachment(f"model/{name}", (Path(latent.path) / name).read_bytes())
+                for name, data in models.attachments(latent).items():
+                    writer.add_attachment(name, data)
             n = f.n_jets
             raw = n * int(np.prod(f.image_shape)) * 4
             footer = {"n_jets": n, "max_abs_error": max_err}
@@ -378,7 +361,6 @@ class Reader:
     def __init__(self, path: str | os.PathLike, model: str | os.PathLike | None = None):
         self.path = os.fspath(path)
         self._container = ContainerReader(self.path)
-        self._tmp: tempfile.TemporaryDirectory | None = None
         try:
             self.header = self._container.header
             self.config = CodecConfig.from_dict(self.header["codec"])
@@ -397,16 +379,15 @@ class Reader:
 
     def _latent(self, model):
         want = self.header["model"]["id"]
-        if model is None and "model/model.safetensors" in self._container.attachment_names:
-            self._tmp = tempfile.TemporaryDirectory(prefix="e2ez-model-")
-            for name in MODEL_FILES:
-                Path(self._tmp.name, name).write_bytes(self._container.attachment(f"model/{name}"))
-            model = self._tmp.name
-        latent = _load_latent(model or self.header["model"]["name"])
+        c = self._container
+        latent = models.from_attachments(c.attachment_names, c.attachment) if model is None else None
+        where = "embedded" if latent is not None else model or "default"
+        if latent is None:
+            latent = models.load(model or self.header["model"]["name"])
         if latent.model_id != want:
             raise InputError(
                 self.path,
-                f"was packed with model {want[:12]}, not {latent.model_id[:12]} ({model or 'default'}); "
+                f"was packed with model {want[:12]}, not {latent.model_id[:12]} ({where}); "
                 "pass the right --model",
             )
         return latent
@@ -445,9 +426,6 @@ class Reader:
 
     def close(self) -> None:
         self._container.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
     def __enter__(self) -> Reader:
         return self

@@ -43,9 +43,9 @@ def _point(name: str, codec: E2ECodec, max_error: float | None = None, lossless:
 
 def _latent_levels() -> list[int]:
     try:
-        from e2ecompress.api import DEFAULT_MODEL, _load_latent
+        from e2ecompress.codec import models
 
-        return sorted(_load_latent(DEFAULT_MODEL).levels)
+        return sorted(models.load(models.DEFAULT_MODEL).levels)
     except E2EError:  # no shipped latent model: the lossy points are left out
         return []
 

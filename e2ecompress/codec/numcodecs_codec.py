@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from e2ecompress import _core
+from e2ecompress.codec import models
 from e2ecompress.codec.image import CodecConfig, ImageCodec
 from e2ecompress.errors import DecodeError
 
@@ -176,9 +177,7 @@ class E2ECodec(_Base):
         if size not in self._codecs:
             latent = None
             if self.config.uses_model:
-                from e2ecompress.api import DEFAULT_MODEL, _load_latent
-
-                latent = _load_latent(self.model or DEFAULT_MODEL)
+                latent = models.load(self.model or models.DEFAULT_MODEL)
             self._codecs[size] = ImageCodec(self.config, self.channels, size, latent)
         return self._codecs[size]
 
