@@ -23,6 +23,7 @@ import pyarrow as pa
 from e2ecompress import __version__, _core
 from e2ecompress.codec import models, physics_check
 from e2ecompress.codec.budget import add_streams, per_jet
+from e2ecompress.codec.header import PackHeader
 from e2ecompress.codec.image import CodecConfig, ImageCodec
 from e2ecompress.codec.models import DEFAULT_MODEL
 from e2ecompress.codec.options import DEFAULT_CHUNK, PackOptions
@@ -115,13 +116,13 @@ def image_header(f) -> dict[str, Any]:
     return info
 
 
-def _writer_options(header: dict[str, Any], fmt: str) -> dict[str, Any]:
+def _writer_options(header: PackHeader, fmt: str) -> dict[str, Any]:
     """Writer options that restore the packed file's image column type and other columns' schema
     (headers of files written before these keys existed give the defaults)."""
     opts: dict[str, Any] = {}
-    if "columns_schema" in header:
-        opts["schema"] = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(header["columns_schema"])))
-    image = header.get("image") or {}
+    if header.columns_schema is not None:
+        opts["schema"] = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(header.columns_schema)))
+    image = header.image or {}
     if fmt == "parquet" and "field" in image:
         opts["image_field"] = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(image["field"]))).field(0)
         opts["image_index"] = int(image.get("index", 0))
@@ -201,33 +202,25 @@ def _pack(src: str, dst: str, options: PackOptions, progress: bool) -> Summary:
         names = f.channel_names
         latent = models.load(options.model or DEFAULT_MODEL) if config.uses_model else None
         codec = ImageCodec(config, names, f.image_shape[1:], latent)
-        header = {
-            "layout": f.layout,
-            "channels": list(names),
-            "channels_known": f.channels is not None,
-            "shape": list(f.image_shape),
-            "codec": config.to_dict(),
-            "image": image_header(f),
-            "columns_schema": _b64(f.other_schema.serialize().to_pybytes()),
-            "model": None,
-            "source": {
+        header = PackHeader(
+            layout=f.layout,
+            channels=tuple(names),
+            channels_known=f.channels is not None,
+            shape=tuple(f.image_shape),
+            codec=config,
+            image=image_header(f),
+            columns_schema=_b64(f.other_schema.serialize().to_pybytes()),
+            model=None if latent is None else _model_entry(latent, options, codec),
+            source={
                 "name": os.path.basename(src),
                 "format": f.format,
                 "bytes": os.path.getsize(src),
                 "metadata": {k: v for k, v in f.metadata.items() if k not in _RESERVED_META},
             },
-            "created_by": f"e2ecompress {__version__}",
-        }
-        if latent is not None:
-            header["model"] = {
-                "id": latent.model_id,
-                "name": os.fspath(options.model or DEFAULT_MODEL),
-                "level": codec.level,
-                "normalization": latent.normalizer.to_dict(),
-                "embedded": bool(options.embed_model),
-            }
+            created_by=f"e2ecompress {__version__}",
+        )
         max_err, max_rel, image_bytes = 0.0, 0.0, 0
-        with ContainerWriter(dst, header) as writer, _progress(f.n_jets, "pack", progress) as bar:
+        with ContainerWriter(dst, header.to_dict()) as writer, _progress(f.n_jets, "pack", progress) as bar:
             coded32 = config.mode in ("lossy", "physics")
             dtype = "float32" if coded32 else f.exact_dtype  # lossy and physics code float32
             scratch = BufferRing(1)  # decoded chunks are only checked: one buffer, reused
@@ -277,6 +270,17 @@ def _pack(src: str, dst: str, options: PackOptions, progress: bool) -> Summary:
         image_bytes,
         clock.seconds,
     )
+
+
+def _model_entry(latent, options: PackOptions, codec: ImageCodec) -> dict[str, Any]:
+    """The header's record of the latent model a file was packed with."""
+    return {
+        "id": latent.model_id,
+        "name": os.fspath(options.model or DEFAULT_MODEL),
+        "level": codec.level,
+        "normalization": latent.normalizer.to_dict(),
+        "embedded": bool(options.embed_model),
+    }
 
 
 class _Clock:
@@ -362,10 +366,11 @@ class Reader:
         self.path = os.fspath(path)
         self._container = ContainerReader(self.path)
         try:
-            self.header = self._container.header
-            self.config = CodecConfig.from_dict(self.header["codec"])
-            self.channels = tuple(self.header["channels"])
-            self.shape = tuple(int(s) for s in self.header["shape"])
+            self.header = self._container.header  # the JSON, as inspect shows it
+            self.pack_header = PackHeader.from_dict(self.header)
+            self.config = self.pack_header.codec
+            self.channels = self.pack_header.channels
+            self.shape = self.pack_header.shape
             latent = self._latent(model) if self.config.uses_model else None
             self.codec = ImageCodec(self.config, self.channels, self.shape[1:], latent)
         except (KeyError, TypeError, ValueError) as e:
@@ -378,12 +383,12 @@ class Reader:
             raise
 
     def _latent(self, model):
-        want = self.header["model"]["id"]
+        want = self.pack_header.model["id"]
         c = self._container
         latent = models.from_attachments(c.attachment_names, c.attachment) if model is None else None
         where = "embedded" if latent is not None else model or "default"
         if latent is None:
-            latent = models.load(model or self.header["model"]["name"])
+            latent = models.load(model or self.pack_header.model["name"])
         if latent.model_id != want:
             raise InputError(
                 self.path,
@@ -419,8 +424,8 @@ class Reader:
             table = None  # keep the columns of an empty range
             if self._container.n_chunks:
                 table = self._container.read_chunk(0).table.slice(0, 0)
-            elif "columns_schema" in self.header:
-                table = _writer_options(self.header, "")["schema"].empty_table()
+            elif self.pack_header.columns_schema is not None:
+                table = _writer_options(self.pack_header, "")["schema"].empty_table()
             return Batch(np.zeros((0, *self.shape), np.float32), table, start)
         return batches[0] if len(batches) == 1 else Batch.concat(batches)
 
@@ -492,10 +497,10 @@ def unpack(
     t0 = time.perf_counter()
     clock = _Clock()
     with Reader(src, model) as r:
-        h = r.header
-        extra = dict(h.get("source", {}).get("metadata") or {})
+        h = r.pack_header
+        extra = dict(h.source.get("metadata") or {})
         extra.pop(METADATA_KEY, None)
-        channels = list(r.channels) if h.get("channels_known", True) else None
+        channels = list(r.channels) if h.channels_known else None
         max_err = float((r._container.footer_meta or {}).get("max_abs_error", math.nan))
         fmt = format_from_suffix(dst, fmt)
         try:
@@ -504,7 +509,7 @@ def unpack(
             raise DecodeError(f"{src}: bad header ({one_line(e)})") from None
         with (
             open_writer(
-                dst, channels, layout=h.get("layout"), extra=extra, fmt=fmt, image_shape=r.shape, **options
+                dst, channels, layout=h.layout, extra=extra, fmt=fmt, image_shape=r.shape, **options
             ) as w,
             _progress(r.n_jets, "unpack", progress) as bar,
         ):

@@ -22,6 +22,7 @@ from test_codec import CHANNELS, jet_images
 
 from e2ecompress import api
 from e2ecompress.cli import main
+from e2ecompress.codec.header import PackHeader
 from e2ecompress.errors import DecodeError
 from e2ecompress.format import ContainerReader
 from e2ecompress.io import Batch, open_jets, write_jets
@@ -468,6 +469,20 @@ def test_every_fixture_decodes_to_its_images(expected):
         assert int(np.count_nonzero(batch.images)) == want["nonzero_pixels"], name
         with ContainerReader(FIXTURES / name) as r:
             assert r.header["codec"]["mode"] == want["mode"]
+
+
+def test_pack_header_json_round_trips(tmp_path):
+    """PackHeader reads every fixture's header; it writes the JSON the format has (the v2 fixtures' headers
+    and a fresh pack's, key for key and in order); v1 headers lack image and columns_schema."""
+    api.pack(FIXTURES / "jets_small.parquet", tmp_path / "x.e2ez", max_error=0.01, chunk_size=CHUNK)
+    for path in [*sorted(FIXTURES.glob("*.e2ez")), tmp_path / "x.e2ez"]:
+        with ContainerReader(path) as r:
+            header = PackHeader.from_dict(r.header)
+            assert header.channels == tuple(r.header["channels"]) and header.codec.mode
+            if path.name.startswith("v1_"):
+                assert header.image is None and header.columns_schema is None
+            else:
+                assert json.dumps(header.to_dict()) == json.dumps(r.header), path.name
 
 
 def test_fixture_unpacks(expected, tmp_path, capsys):
