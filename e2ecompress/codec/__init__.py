@@ -5,6 +5,9 @@
 - `latent`: the learned latent codec (MAE encoder -> bottleneck -> rANS; MAE decoder);
 - `image`: `CodecConfig` + `ImageCodec`, one chunk of images <-> named byte streams (.e2ez chunks);
 - `numcodecs_codec`: `E2ECodec`, the same codec for numcodecs / zarr.
+- `options`: `PackOptions` (the options of a pack, checked once) and `make_config`;
+- `header`: `PackHeader`, the .e2ez JSON header;
+- `models`: latent models loaded by name or directory, embedded in an .e2ez and loaded back.
 """
 
 from e2ecompress.codec.rans import (
