@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default="runs/token_threshold")
     ap.add_argument("--out", default="results/token_threshold.md")
     ap.add_argument("--thresholds", default="0,0.5")
-    ap.add_argument("--train-jets", type=int, default=10000)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--train-jets", type=int, default=5000)
+    ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args(argv)
     from e2ecompress.study.pipeline import finished
 

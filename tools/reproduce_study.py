@@ -1,39 +1,33 @@
 """The MAE study in one command: data, MAE pretraining, reconstruction, classifiers, report.
 
-    python tools/reproduce_study.py --scale full     # ~102 min on 2 idle CPU cores; ships the models
-    python tools/reproduce_study.py --scale tiny     # the whole pipeline on toy sizes, under 2 minutes
+    python tools/reproduce_study.py --scale full     # ~2.5 h on 2 CPU cores; ships the models
+    python tools/reproduce_study.py --scale tiny     # the whole pipeline on toy sizes, ~2 minutes
 
 Writes OUT/study.md, OUT/study.json and OUT/study_*.png; run directories and evaluation JSON go to
 WORKDIR. Every step is skipped when its output exists, so run the same command again to continue a
-study that was stopped. Data are generated into DATA when absent.
+study that was stopped; every invocation's wall time is kept in WORKDIR/study_state.json and reported.
+Data are generated into DATA when absent.
 
-Budget of --scale full on the 2-core CPU, from rates measured there on an idle machine (other jobs on
-the same cores slow every step, by up to 3x when we measured): generation 57 jets/s (2 workers);
-sparse-aware MAE training ~100 jets/s (batch 64); sparse-aware ViT classifier ~84 jets/s training
-(batch 32) and ~175 jets/s inference; reconstruction evaluation ~230 jets/s; 2 torch threads.
-Sparse-aware (`model.kwargs.sparse=true`: empty patches never enter the encoder) is used for every model;
-it trains the classifier 2.8x and the MAE 1.35x faster than dense at the same size.
+--scale full, on 2 CPU cores (two training processes at once, one torch thread each; the measured
+times of a run are in the report's Wall time section):
 
-| step                | work                                                              | estimate |
-|---------------------|-------------------------------------------------------------------|----------|
-| data, unlabelled    | 50,000 train + 2,000 val + 2,000 test jets                        |   16 min |
-| data, labelled      | 4,000 train + 1,000 val + 3,000 test jets (balanced quark/gluon)  |  2.5 min |
-| pretrain MAE        | read 50,000 jets, fit normalizer (1.5 min); 3 epochs x 50,000     |   27 min |
-|                     |   jets; validation 3 x 2,000 jets                                 |          |
-| reconstruction eval | 2,000 unlabelled/train, 2,000 unlabelled/test, 3,000 lab./test    |  0.5 min |
-| finetune            | 3 seeds x (5 ep x 4,000 + 8 ep x 400 + 12 ep x 40 jets)           |   14 min |
-|                     |   + validation: 3 seeds x 25 epochs x 1,000 jets                  |    7 min |
-| scratch             | the same epochs and jets as finetune                              |   21 min |
-| linprobe            | frozen features once per run (9 x ~2,500 jets), head on cache     |  1.5 min |
-| test evaluation     | 27 models x 3,000 jets, after all training                        |    8 min |
-| data loading        | labelled train + val read by each of the 27 runs                  |    3 min |
-| baseline, figures   | substructure of 8,000 jets, 54 x 6 LR fits; PNGs; shipping checks |  1.5 min |
-| total               |                                                                   | ~102 min |
+| phase               | work                                                                   |
+|---------------------|------------------------------------------------------------------------|
+| data                | 54,000 unlabelled (50,000 / 2,000 / 2,000) and 22,000 labelled         |
+|                     | (16,000 / 2,000 / 4,000, balanced quark/gluon) jets; ~10 min           |
+| pretraining         | 2 seeds at once, 4 epochs x 50,000 jets each, validation on 2,000;     |
+|                     | ~60 jets/s per process when both run: ~14 min per epoch               |
+| reconstruction      | per seed: 2,000 unlabelled/train, 2,000 unlabelled/test, 4,000         |
+|                     | labelled/test jets                                                     |
+| learning-rate grid  | seed 0, label fractions 10 % and 100 %, 3 points per method (fine-tune |
+|                     | and scratch): 12 runs of 160 optimizer steps x 64 jets                 |
+| classifiers         | seeds 1-4 with the chosen points (16 runs) + 10 linear probes          |
+| test evaluation     | every final model on the 4,000 labelled/test jets, after all training  |
+| baseline, figures   | substructure logistic regressions (10 fits per feature set), PNGs      |
 
-Label fractions 1%, 10%, 100% with 12, 8 and 5 epochs: every method gets the same epochs at a given
-fraction, and the small fractions get more epochs so that they take more than a handful of optimizer
-steps (12 x 2 and 8 x 13 steps of 32 jets). Seeds 0, 1, 2; each seed draws its own labelled subset.
-The shipped MAE is trained on the 50,000 unlabelled training jets (the study plan asks for at least 50k).
+Every fine-tuned and scratch run gets the same 160-step budget (4 epochs x 40 steps) whatever its label
+fraction, with early stopping (patience 2) on the validation AUC; seeds 0-4, each drawing its own
+labelled subset. The shipped MAE is the one of pretraining seed 0.
 """
 
 from __future__ import annotations
@@ -59,14 +53,14 @@ def full_plan(**kw) -> StudyPlan:
             jets_per_shard=1000, labelled_shards=(16, 2, 4), unlabelled_shards=(50, 2, 2), workers=2
         ),
         configs={c: str(jet / f"{c}.yaml") for c in ("pretrain", "finetune", "scratch", "linprobe")},
-        pretrain_epochs=6,
+        pretrain_epochs=4,
         pretrain_batch_size=128,
         pretrain_seeds=(0, 1),
-        fractions=(0.01, 0.1, 1.0),
-        classifier_epochs=6,
+        fractions=(0.1, 1.0),
+        classifier_epochs=4,
         steps_per_epoch=40,
         classifier_batch_size=64,
-        patience=3,
+        patience=2,
         grid={
             "finetune": ((3e-4, 0.75), (1e-3, 0.75), (1e-3, 0.9)),
             "scratch": ((3e-4, 1.0), (1e-3, 1.0), (3e-3, 1.0)),

@@ -84,6 +84,11 @@ class Ledger:
         self._save()
         return out
 
+    def touch(self, every_s: float = 60.0) -> None:
+        """Save this invocation's wall time so far (at most every `every_s`): a killed invocation keeps it."""
+        if time.perf_counter() - self._t0 - self.invocations[-1]["wall_s"] >= every_s:
+            self._save()
+
     def record(self, name: str, wall_s: float, command: str) -> None:
         """A step run elsewhere (a training process): its wall time adds up over invocations."""
         entry = self.steps.setdefault(name, {"wall_s": 0.0, "invocations": 0})
@@ -234,6 +239,7 @@ class Study:
                 )
                 running.append((name, argv, run, proc, time.perf_counter(), log))
             time.sleep(0.2)
+            self.ledger.touch()
             for job in list(running):
                 name, argv, run, proc, t0, log = job
                 if proc.poll() is None:
