@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from e2ecompress import __version__
 from e2ecompress.errors import E2EError, InputError, one_line
-from e2ecompress.fsutil import refuse_overwriting_inputs
+from e2ecompress.fsutil import json_safe, refuse_overwriting_inputs, write_json
 
 if TYPE_CHECKING:
     from e2ecompress.codec.options import PackOptions
@@ -315,7 +315,7 @@ def _run(
                 done(i, result)
     wall = time.perf_counter() - t0
     _remove_temp_files(out_dir, names)
-    summary = DatasetSummary(kind, out_dir, list(results), wall, runner, n_workers, _json_safe(record))
+    summary = DatasetSummary(kind, out_dir, list(results), wall, runner, n_workers, json_safe(record))
     _write_manifest(summary)
     return summary
 
@@ -420,28 +420,4 @@ def _remove_temp_files(out_dir: str, names: list[str]) -> None:
 
 
 def _write_manifest(summary: DatasetSummary) -> None:
-    path = summary.manifest_path
-    tmp = os.path.join(summary.out_dir, f".{MANIFEST}.partial-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(summary.to_dict(), fh, indent=2, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+    write_json(summary.manifest_path, summary.to_dict(), indent=2, sort_keys=False, fsync=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 
 import numpy as np
+
+from e2ecompress.fsutil import atomic_write
 
 
 def plot_event(
@@ -49,7 +52,7 @@ def plot_event(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = f"{os.fspath(path)}.partial.png"
-    fig.savefig(tmp, dpi=90)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write(path, png.getvalue())

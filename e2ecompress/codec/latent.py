@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ from e2ecompress import ops
 from e2ecompress.codec import rans
 from e2ecompress.codec.rans import EscapeTable, RansTable
 from e2ecompress.errors import DecodeError, InputError
+from e2ecompress.fsutil import atomic_directory
 from e2ecompress.layouts import IMAGE_SIZE
 from e2ecompress.models.checkpoint import FORMAT, JSON_FILE, META_KEY, MODEL_FILE, resolve_path, sha256_file
 from e2ecompress.models.mae import MaskedAutoencoderViT
@@ -482,10 +481,7 @@ class LatentCodec:
                     raise ValueError(f"tables must use prob_bits {rans.DEFAULT_PROB_BITS}")
                 arrays[f"tables.{lv}.{part}.freqs"] = np.ascontiguousarray(table.table.freqs, np.uint32)
                 arrays[f"tables.{lv}.{part}.offsets"] = np.ascontiguousarray(table.offsets, np.int64)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             save_file(arrays, tmp / MODEL_FILE, metadata={META_KEY: json.dumps(desc, sort_keys=True)})
             model_id = sha256_file(tmp / MODEL_FILE)
             record = {
@@ -501,12 +497,6 @@ class LatentCodec:
                 "extra": dict(extra or {}),
             }
             (tmp / JSON_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return model_id
 
     def fit_tables(self, z_cls: np.ndarray, z_tokens: np.ndarray, max_escape_rate: float = MAX_ESCAPE_RATE):

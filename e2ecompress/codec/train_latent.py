@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -41,12 +38,12 @@ from e2ecompress.codec.latent import (
     LatentSymbols,
 )
 from e2ecompress.errors import E2EError
+from e2ecompress.fsutil import atomic_directory, write_json
 from e2ecompress.models import load_model
 from e2ecompress.models.checkpoint import _flatten_optimizer, _unflatten_optimizer
 from e2ecompress.physics import jet_kinematics
 from e2ecompress.train.data import epoch_batches, load_split
 from e2ecompress.train.engine import derive_seed
-from e2ecompress.train.rundir import write_json
 
 NO_DECAY = ("cls_token", "mask_token", "drop_token")
 RATE_PARAMS = ("token_loc", "token_log_scale", "cls_loc", "cls_log_scale")
@@ -141,18 +138,11 @@ def bucketed_batches(counts: np.ndarray, cfg: LatentTrainConfig, epoch: int) -> 
 
 def save_state(path: Path, model, optimizer, state: dict) -> None:
     """The resumable training state, written to a temporary sibling and swapped in."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    tensors, meta = _flatten_optimizer(optimizer.state_dict())
-    save_file(tensors, tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}, indent=2))
-    old = path.with_name(path.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_directory(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        tensors, meta = _flatten_optimizer(optimizer.state_dict())
+        save_file(tensors, tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps({**state, "optimizer": meta}, indent=2))
 
 
 def load_state(path: Path, model, optimizer) -> dict:
