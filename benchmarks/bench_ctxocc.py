@@ -1,4 +1,4 @@
-"""Occupancy coding: the count + gap coder (sparse.encode_occupancy) vs the context-modelled binary coder
+"""Occupancy coding: the count + gap coder (sparse.compress_occupancy) vs the context-modelled binary coder
 (codec.ctxocc), bytes per jet and speed per channel, on the same jets in one run.
 
     python benchmarks/bench_ctxocc.py FILE.parquet [--jets 2000] [--chunk 512] [--repeats 3]
@@ -63,19 +63,19 @@ def measure(chunks: list[np.ndarray], repeats: int) -> dict:
                 ["planes", "gap", "ctx", "ctx_others", "gap_enc", "gap_dec", "enc", "dec"], 0.0))  # fmt: skip
             n, h, w = planes.shape
             pid, idx = sparse.occupied_cells(planes.astype(np.float32))
-            streams = sparse.encode_occupancy(pid, idx, n)
-            data = ctxocc.encode_planes(planes)
-            with_ctx = ctxocc.encode_planes(planes, others)
-            np.testing.assert_array_equal(ctxocc.decode_planes(data, n, h, w), planes)
-            np.testing.assert_array_equal(ctxocc.decode_planes(with_ctx, n, h, w, others), planes)
+            streams = sparse.compress_occupancy(pid, idx, n)
+            data = ctxocc.compress_planes(planes)
+            with_ctx = ctxocc.compress_planes(planes, others)
+            np.testing.assert_array_equal(ctxocc.decompress_planes(data, n, h, w), planes)
+            np.testing.assert_array_equal(ctxocc.decompress_planes(with_ctx, n, h, w, others), planes)
             r["planes"] += n
             r["gap"] += sum(map(len, streams))
             r["ctx"] += len(data)
             r["ctx_others"] += len(with_ctx)
-            r["gap_enc"] += best_of(repeats, partial(sparse.encode_occupancy, pid, idx, n))
-            r["gap_dec"] += best_of(repeats, partial(sparse.decode_occupancy, streams, n, h * w))
-            r["enc"] += best_of(repeats, partial(ctxocc.encode_planes, planes))
-            r["dec"] += best_of(repeats, partial(ctxocc.decode_planes, data, n, h, w))
+            r["gap_enc"] += best_of(repeats, partial(sparse.compress_occupancy, pid, idx, n))
+            r["gap_dec"] += best_of(repeats, partial(sparse.decompress_occupancy, streams, n, h * w))
+            r["enc"] += best_of(repeats, partial(ctxocc.compress_planes, planes))
+            r["dec"] += best_of(repeats, partial(ctxocc.decompress_planes, data, n, h, w))
     return rows
 
 

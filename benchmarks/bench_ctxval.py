@@ -1,4 +1,4 @@
-"""Value coding: the current coder (sparse.encode_values, best of the "direct" / "runs" predictors) vs the
+"""Value coding: the current coder (sparse.compress_values, best of the "direct" / "runs" predictors) vs the
 context-modelled binary coder (codec.ctxval), bytes per jet per channel, on the same cells in one run.
 
     python benchmarks/bench_ctxval.py FILE.parquet [FILE ...] [--jets 2000] [--chunk 512] [--repeats 3]
@@ -58,13 +58,13 @@ def measure(images: np.ndarray, names, totals: dict, repeats: int) -> None:
                     coding = sparse.ValueCoding("lossless")
                     values = x.view(np.int32).astype(np.int64)
                     kind = "float32bits"
-                old, _ = sparse.encode_values(cells, x, None, coding)
-                new = ctxval.encode(values, plane, index, h, w, kind)
-                back = ctxval.decode(new, plane, index, h, w, kind)
+                old, _ = sparse.compress_values(cells, x, None, coding)
+                new = ctxval.compress(values, plane, index, h, w, kind)
+                back = ctxval.decompress(new, plane, index, h, w, kind)
                 if not np.array_equal(back, values):
                     raise SystemExit(f"round trip failed: {name} {mode}")
-                t_enc = best_of(repeats, partial(ctxval.encode, values, plane, index, h, w, kind))
-                t_dec = best_of(repeats, partial(ctxval.decode, new, plane, index, h, w, kind))
+                t_enc = best_of(repeats, partial(ctxval.compress, values, plane, index, h, w, kind))
+                t_dec = best_of(repeats, partial(ctxval.decompress, new, plane, index, h, w, kind))
                 row = totals.setdefault((mode, name), [0, 0, 0.0, 0.0, 0])
                 row[0] += len(old)
                 row[1] += len(new)

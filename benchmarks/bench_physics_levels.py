@@ -87,7 +87,7 @@ def run_point(codec: ImageCodec, images: np.ndarray, chunk: int, repeat: int):
     per chunk size (as `unpack` decodes), so that fresh pages of memory are not what is measured."""
     starts = range(0, len(images), chunk)
     coded, t_enc = best_pass(
-        lambda: [codec.encode(images[s : s + chunk], decoded=False)[0] for s in starts], repeat
+        lambda: [codec.compress(images[s : s + chunk], decoded=False)[0] for s in starts], repeat
     )
     buffers: dict[int, np.ndarray] = {}
 
@@ -96,10 +96,10 @@ def run_point(codec: ImageCodec, images: np.ndarray, chunk: int, repeat: int):
             n = len(images[s : s + chunk])
             if n not in buffers:
                 buffers[n] = np.empty((n, *images.shape[1:]), np.float32)
-            codec.decode(streams, n, buffers[n])
+            codec.decompress(streams, n, buffers[n])
 
     _, t_dec = best_pass(decode_all, repeat)
-    decoded = [codec.decode(st, len(images[s : s + chunk])) for s, st in zip(starts, coded, strict=True)]
+    decoded = [codec.decompress(st, len(images[s : s + chunk])) for s, st in zip(starts, coded, strict=True)]
     sizes = dict.fromkeys(KINDS, 0)
     for streams in coded:
         for name, data in streams.items():

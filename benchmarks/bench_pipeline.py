@@ -44,15 +44,15 @@ def measure(src: Path, eps: float, repeats: int, work: str) -> dict[str, float]:
 
     config = api.make_config(max_error=eps)
     codec = ImageCodec(config, names, size)
-    coded = [codec.encode(b.images, decoded=False)[0] for b in batches]
+    coded = [codec.compress(b.images, decoded=False)[0] for b in batches]
 
     def encode() -> None:
         for b in batches:
-            codec.encode(b.images, decoded=False)
+            codec.compress(b.images, decoded=False)
 
     def decode_check() -> None:
         for b, streams in zip(batches, coded, strict=True):
-            api._check(codec.decode(streams, len(b)), b, config, "bench", True)
+            api._check(codec.decompress(streams, len(b)), b, config, "bench", True)
 
     packed, restored, written = (os.path.join(work, x) for x in ("b.e2ez", "b.parquet", "w.parquet"))
 

@@ -58,18 +58,18 @@ def main() -> None:
     table_cost = codec.cost_bits(symbols, table) / 8
 
     # rANS (auto state count: 64 interleaved states at this size)
-    stream = codec.encode_symbols(symbols, table)
+    stream = codec.compress_symbols(symbols, table)
     out = np.empty(symbols.shape, np.int32)
-    codec.decode_symbols(stream, table, args.rows, out=out)
+    codec.decompress_symbols(stream, table, args.rows, out=out)
     assert np.array_equal(out, symbols), "rANS round trip failed"
-    t_enc = best_time(lambda: codec.encode_symbols(symbols, table), args.min_reps, args.min_time)
+    t_enc = best_time(lambda: codec.compress_symbols(symbols, table), args.min_reps, args.min_time)
     t_dec = best_time(
-        lambda: codec.decode_symbols(stream, table, args.rows, out=out), args.min_reps, args.min_time
+        lambda: codec.decompress_symbols(stream, table, args.rows, out=out), args.min_reps, args.min_time
     )
     simd_on = codec.simd()
     codec.simd(False)
     t_dec_scalar = best_time(
-        lambda: codec.decode_symbols(stream, table, args.rows, out=out), args.min_reps, args.min_time
+        lambda: codec.decompress_symbols(stream, table, args.rows, out=out), args.min_reps, args.min_time
     )
     codec.simd(simd_on)
     assert np.array_equal(out, symbols)
@@ -83,9 +83,9 @@ def main() -> None:
 
     # the int32-values wrapper (escape coding; numpy glue included)
     escape = codec.EscapeTable.fit(values.astype(np.int32), args.symbols)
-    packed = codec.encode(values.astype(np.int32), escape)
-    assert np.array_equal(codec.decode(packed, escape, args.rows), values)
-    w_dec = best_time(lambda: codec.decode(packed, escape, args.rows), args.min_reps, args.min_time)
+    packed = codec.compress(values.astype(np.int32), escape)
+    assert np.array_equal(codec.decompress(packed, escape, args.rows), values)
+    w_dec = best_time(lambda: codec.decompress(packed, escape, args.rows), args.min_reps, args.min_time)
 
     mb = len(raw) / 1e6
     print(f"symbols: {args.rows} x {args.dims} = {n} (K={args.symbols}, {symbols.dtype}, {mb:.2f} MB raw)")

@@ -229,7 +229,7 @@ def _pack(src: str, dst: str, options: PackOptions, progress: bool) -> Summary:
                 check = verify and config.mode != "lossy"
                 try:
                     with clock("encode"):
-                        streams, rec = codec.encode(batch.images, decoded=config.mode == "lossy")
+                        streams, rec = codec.compress(batch.images, decoded=config.mode == "lossy")
                 except E2EError as e:
                     if isinstance(e, InputError):
                         raise
@@ -238,7 +238,8 @@ def _pack(src: str, dst: str, options: PackOptions, progress: bool) -> Summary:
                 with clock("verify"):
                     if config.mode != "lossy":
                         shape = (len(batch), *f.image_shape)
-                        rec = codec.decode(streams, len(batch), scratch.empty(shape, np.float32))  # = unpack
+                        # decompressed as unpack does
+                        rec = codec.decompress(streams, len(batch), scratch.empty(shape, np.float32))
                     if config.mode == "physics":
                         rel, err = _check_physics(rec, batch, codec, dst, verify)
                         max_rel = max(max_rel, rel)
@@ -411,7 +412,7 @@ class Reader:
         for chunk in self._container.iter_chunks(start, stop):
             try:
                 out = ring.empty((chunk.n_jets, *self.shape), np.float32) if reuse else None
-                images = self.codec.decode(chunk.streams, chunk.n_jets, out)
+                images = self.codec.decompress(chunk.streams, chunk.n_jets, out)
             except DecodeError as e:
                 raise DecodeError(f"{self.path}: chunk {chunk.index}: {e}") from None
             batch = Batch(images, chunk.table, chunk.start, str(images.dtype))

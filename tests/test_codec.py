@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from e2ecompress import _core
 from e2ecompress.codec import ctxocc, sparse
 from e2ecompress.codec.image import STEP_MARGIN, CodecConfig, ImageCodec
-from e2ecompress.codec.intcode import DIRECT, MAX_TOKENS, decode_ints, encode_ints, tokenize
+from e2ecompress.codec.intcode import DIRECT, MAX_TOKENS, compress_ints, decompress_ints, tokenize
 from e2ecompress.errors import DecodeError, E2EError
 
 FUZZ = settings(
@@ -101,26 +101,26 @@ def test_tokens_match_the_documented_layout():
 
 
 def test_empty_stream():
-    assert encode_ints(np.zeros(0, np.int64)) == b""
-    assert encode_ints(np.zeros(0, np.int64), signed=True) == b""
-    out = decode_ints(b"", 0)
+    assert compress_ints(np.zeros(0, np.int64)) == b""
+    assert compress_ints(np.zeros(0, np.int64), signed=True) == b""
+    out = decompress_ints(b"", 0)
     assert out.dtype == np.int64 and out.shape == (0,)
     with pytest.raises(DecodeError):
-        decode_ints(b"\x00", 0)
+        decompress_ints(b"\x00", 0)
     with pytest.raises(DecodeError):
-        decode_ints(b"", 1)
+        decompress_ints(b"", 1)
 
 
 @pytest.mark.parametrize("value", [0, 1, 31, 32, 33, 63, 64, 1000, 2**31, 2**32 + 1, 2**62, 2**63 - 1])
 def test_single_value(value):
-    data = encode_ints(np.array([value]))
-    got = decode_ints(data, 1)
+    data = compress_ints(np.array([value]))
+    got = decompress_ints(data, 1)
     assert got.dtype == np.int64 and got.tolist() == [value]
 
 
 @pytest.mark.parametrize("value", [0, -1, 1, -32, 2**62, -(2**62), I64.max, I64.min])
 def test_single_signed_value(value):
-    assert decode_ints(encode_ints(np.array([value]), signed=True), 1, signed=True).tolist() == [value]
+    assert decompress_ints(compress_ints(np.array([value]), signed=True), 1, signed=True).tolist() == [value]
 
 
 def _distributions(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -144,7 +144,7 @@ DISTRIBUTIONS = ("zeros", "constant", "geometric", "uniform small", "uniform big
 @pytest.mark.parametrize("name", [*DISTRIBUTIONS, "int32 max"])
 def test_round_trip_distributions(rng, name):
     values = _distributions(rng)[name]
-    got = decode_ints(encode_ints(values), len(values))
+    got = decompress_ints(compress_ints(values), len(values))
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, values.astype(np.int64))
 
@@ -158,31 +158,31 @@ def test_round_trip_signed(rng):
         np.array([I64.min, I64.max, 0, -1, 1] * 3),
         rng.integers(-100, 100, n).astype(np.int8),
     ):
-        got = decode_ints(encode_ints(values, signed=True), len(values), signed=True)
+        got = decompress_ints(compress_ints(values, signed=True), len(values), signed=True)
         np.testing.assert_array_equal(got, values.astype(np.int64))
 
 
 def test_constant_streams_cost_little():
     # a one-symbol table codes 100k values in the table plus the rANS states' final flush
-    assert len(encode_ints(np.zeros(100_000, np.int64))) < 200
-    assert len(encode_ints(np.full(100_000, 7))) < 200
+    assert len(compress_ints(np.zeros(100_000, np.int64))) < 200
+    assert len(compress_ints(np.full(100_000, 7))) < 200
 
 
 def test_encode_rejects_bad_input():
     with pytest.raises(TypeError, match="integers"):
-        encode_ints(np.array([1.5]))
+        compress_ints(np.array([1.5]))
     with pytest.raises(ValueError, match="negative"):
-        encode_ints(np.array([3, -1]))
+        compress_ints(np.array([3, -1]))
 
 
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 def test_wrong_count_is_detected(rng, signed):
     for n in (1, 2, 7, 100, 1000):
         values = rng.integers(-50 if signed else 0, 1000, n)
-        data = encode_ints(values, signed=signed)
+        data = compress_ints(values, signed=signed)
         for count in {0, n - 1, n + 1, 2 * n} - {n}:
             with pytest.raises(DecodeError):
-                decode_ints(data, count, signed=signed)
+                decompress_ints(data, count, signed=signed)
 
 
 INT_LISTS = st.lists(st.integers(0, 2**63 - 1) | st.integers(0, 40), max_size=60)
@@ -193,14 +193,16 @@ SIGNED_LISTS = st.lists(st.integers(I64.min, I64.max) | st.integers(-40, 40), ma
 @given(INT_LISTS)
 def test_fuzz_round_trip(values):
     arr = np.array(values, np.int64)
-    np.testing.assert_array_equal(decode_ints(encode_ints(arr), len(arr)), arr)
+    np.testing.assert_array_equal(decompress_ints(compress_ints(arr), len(arr)), arr)
 
 
 @FUZZ
 @given(SIGNED_LISTS)
 def test_fuzz_round_trip_signed(values):
     arr = np.array(values, np.int64)
-    np.testing.assert_array_equal(decode_ints(encode_ints(arr, signed=True), len(arr), signed=True), arr)
+    np.testing.assert_array_equal(
+        decompress_ints(compress_ints(arr, signed=True), len(arr), signed=True), arr
+    )
 
 
 def mutate(data: bytes, edits: list[tuple[int, int]], cut: int | None, extra: bytes) -> bytes:
@@ -224,10 +226,10 @@ def test_fuzz_corrupt_stream_only_decode_error(values, signed, edits, cut, extra
     arr = np.array(values, np.int64)
     if not signed:
         arr = np.abs(arr + (arr == I64.min))
-    data = mutate(encode_ints(arr, signed=signed), edits, cut, extra)
+    data = mutate(compress_ints(arr, signed=signed), edits, cut, extra)
     count = len(arr) + dcount
     try:
-        got = decode_ints(data, count, signed=signed)
+        got = decompress_ints(data, count, signed=signed)
     except DecodeError:
         return
     assert got.dtype == np.int64 and got.shape == (count,)
@@ -461,16 +463,16 @@ def test_occupancy_round_trip(rng, occupancy):
     planes = sparse_images(rng, 6, 1, 20, 30, occupancy)[:, 0]
     planes[2] = 0  # an empty plane between others
     pid, idx = sparse.occupied_cells(planes)
-    streams = sparse.encode_occupancy(pid, idx, len(planes))
-    got_pid, got_idx = sparse.decode_occupancy(streams, len(planes), 600)
+    streams = sparse.compress_occupancy(pid, idx, len(planes))
+    got_pid, got_idx = sparse.decompress_occupancy(streams, len(planes), 600)
     np.testing.assert_array_equal(got_pid, pid)
     np.testing.assert_array_equal(got_idx, idx)
 
 
 def test_occupancy_of_no_planes():
     empty = np.zeros(0, np.int64)
-    streams = sparse.encode_occupancy(empty, empty, 0)
-    pid, idx = sparse.decode_occupancy(streams, 0, 100)
+    streams = sparse.compress_occupancy(empty, empty, 0)
+    pid, idx = sparse.decompress_occupancy(streams, 0, 100)
     assert pid.shape == idx.shape == (0,)
 
 
@@ -478,23 +480,23 @@ def test_occupancy_of_no_planes():
 def occupancy_streams():
     planes = sparse_images(np.random.default_rng(3), 5, 1, 16, 16, 0.2)[:, 0]
     pid, idx = sparse.occupied_cells(planes)
-    return sparse.encode_occupancy(pid, idx, 5)
+    return sparse.compress_occupancy(pid, idx, 5)
 
 
 def test_occupancy_corrupt_cases(occupancy_streams):
     counts, gaps = occupancy_streams
     with pytest.raises(DecodeError, match="more than"):
-        sparse.decode_occupancy(sparse.encode_occupancy(np.zeros(5, np.int64), np.arange(5), 1), 1, 4)
+        sparse.decompress_occupancy(sparse.compress_occupancy(np.zeros(5, np.int64), np.arange(5), 1), 1, 4)
     with pytest.raises(DecodeError, match="range"):  # a gap past the end of the plane
-        sparse.decode_occupancy([encode_ints(np.array([1])), encode_ints(np.array([100]))], 1, 100)
+        sparse.decompress_occupancy([compress_ints(np.array([1])), compress_ints(np.array([100]))], 1, 100)
     with pytest.raises(DecodeError, match="range"):  # gaps that add up past the end of the plane
-        sparse.decode_occupancy([encode_ints(np.array([2])), encode_ints(np.array([60, 60]))], 1, 100)
+        sparse.decompress_occupancy([compress_ints(np.array([2])), compress_ints(np.array([60, 60]))], 1, 100)
     for bad in ([gaps, counts], [counts, b""], [b"", gaps], [counts, gaps[:-1]], [counts, gaps + b"\x00"]):
         with pytest.raises(DecodeError):
-            sparse.decode_occupancy(bad, 5, 256)
+            sparse.decompress_occupancy(bad, 5, 256)
     for n in (4, 6):
         with pytest.raises(DecodeError):
-            sparse.decode_occupancy(occupancy_streams, n, 256)
+            sparse.decompress_occupancy(occupancy_streams, n, 256)
 
 
 @FUZZ
@@ -503,7 +505,7 @@ def test_fuzz_corrupt_occupancy(occupancy_streams, which, edits, cut):
     streams = list(occupancy_streams)
     streams[which] = mutate(streams[which], edits, cut, b"")
     try:
-        pid, idx = sparse.decode_occupancy(streams, 5, 256)
+        pid, idx = sparse.decompress_occupancy(streams, 5, 256)
     except DecodeError:
         return
     assert len(pid) == len(idx) and (idx >= 0).all() and (idx < 256).all()
@@ -524,9 +526,9 @@ def test_values_lossless_round_trip(rng):
     cells, x = _cells(rng)
     x[: len(special_values())] = special_values()
     coding = sparse.ValueCoding("lossless")
-    data, rec = sparse.encode_values(cells, x, None, coding)
+    data, rec = sparse.compress_values(cells, x, None, coding)
     assert rec.tobytes() == x.tobytes()
-    assert sparse.decode_values(data, cells, None, coding).tobytes() == x.tobytes()
+    assert sparse.decompress_values(data, cells, None, coding).tobytes() == x.tobytes()
 
 
 @pytest.mark.parametrize("eps", EPSILONS)
@@ -535,9 +537,9 @@ def test_values_bounded_round_trip(rng, eps):
     step = CodecConfig(mode="bounded", max_error=eps).step_for(float(np.abs(x).max()) + 1.0)
     coding = sparse.ValueCoding("bounded", step)
     for base in (None, x + rng.normal(0, 0.1, len(x)).astype(np.float32)):
-        data, rec = sparse.encode_values(cells, x, base, coding)
+        data, rec = sparse.compress_values(cells, x, base, coding)
         assert data[0] in (0, 1)  # the predictor byte: direct or runs
-        np.testing.assert_array_equal(sparse.decode_values(data, cells, base, coding), rec)
+        np.testing.assert_array_equal(sparse.decompress_values(data, cells, base, coding), rec)
         assert np.abs(rec.astype(np.float64) - x).max() <= eps
 
 
@@ -545,16 +547,16 @@ def test_values_corrupt_cases(rng):
     cells, _ = _cells(rng)
     lossless = sparse.ValueCoding("lossless")
     with pytest.raises(DecodeError, match="empty"):
-        sparse.decode_values(b"", cells, None, lossless)
+        sparse.decompress_values(b"", cells, None, lossless)
     with pytest.raises(DecodeError, match="predictor"):
-        sparse.decode_values(
-            b"\x07" + encode_ints(np.zeros(len(cells), np.int64), signed=True), cells, None, lossless
+        sparse.decompress_values(
+            b"\x07" + compress_ints(np.zeros(len(cells), np.int64), signed=True), cells, None, lossless
         )
-    big = bytes([0]) + encode_ints(np.full(len(cells), 2**40), signed=True)
+    big = bytes([0]) + compress_ints(np.full(len(cells), 2**40), signed=True)
     with pytest.raises(DecodeError, match="out of range"):
-        sparse.decode_values(big, cells, None, lossless)
+        sparse.decompress_values(big, cells, None, lossless)
     none = sparse.CellSet(np.zeros(0, np.int64), np.zeros(0, np.int64), 30)
-    assert sparse.decode_values(b"", none, None, lossless).shape == (0,)
+    assert sparse.decompress_values(b"", none, None, lossless).shape == (0,)
 
 
 # --- ImageCodec ---------------------------------------------------------------------------------------------
@@ -582,7 +584,7 @@ def test_config_validation():
 
 def test_stream_names(jets):
     images, _ = jets
-    streams, _ = codec("lossless").encode(images[:8])
+    streams, _ = codec("lossless").compress(images[:8])
     names = ["blocks", "planes"]
     for c, kinds in enumerate([("px",), ("px", "blk"), ("px",)]):
         names += [f"c{c}.{kind}.{s}" for kind in kinds for s in ("o", "v")]
@@ -592,23 +594,23 @@ def test_stream_names(jets):
 
 def test_encode_can_skip_the_decoded_images(jets):
     c = codec("bounded", 0.01)
-    streams, rec = c.encode(jets[0][:8])
-    again, none = c.encode(jets[0][:8], decoded=False)
+    streams, rec = c.compress(jets[0][:8])
+    again, none = c.compress(jets[0][:8], decoded=False)
     assert none is None and again == streams
-    np.testing.assert_array_equal(c.decode(again, 8), rec)
+    np.testing.assert_array_equal(c.decompress(again, 8), rec)
 
 
 def test_block_planes_are_found(jets):
     images, want = jets
-    streams, _ = codec("lossless").encode(images)
-    codes = decode_ints(streams["planes"], images.shape[0] * 3).reshape(-1, 3)
+    streams, _ = codec("lossless").compress(images)
+    codes = decompress_ints(streams["planes"], images.shape[0] * 3).reshape(-1, 3)
     np.testing.assert_array_equal(codes[:, 1], want)
     assert (codes[:, [0, 2]] == sparse.FULL).all()
-    assert decode_ints(streams["blocks"], 3).tolist() == [0, K, 0]  # found in the data, not by name
+    assert decompress_ints(streams["blocks"], 3).tolist() == [0, K, 0]  # found in the data, not by name
     renamed = ImageCodec(CodecConfig(mode="lossless"), ("a", "b", "c"), SIZE)
-    assert renamed.encode(images)[0]["planes"] == streams["planes"]
-    streams, _ = codec("lossless", blocks={}).encode(images)  # block detection off
-    assert (decode_ints(streams["planes"], images.shape[0] * 3) == sparse.FULL).all()
+    assert renamed.compress(images)[0]["planes"] == streams["planes"]
+    streams, _ = codec("lossless", blocks={}).compress(images)  # block detection off
+    assert (decompress_ints(streams["planes"], images.shape[0] * 3) == sparse.FULL).all()
 
 
 def test_lossless_is_bit_exact(jets, rng):
@@ -618,9 +620,9 @@ def test_lossless_is_bit_exact(jets, rng):
     images.reshape(-1)[hit] = np.resize(specials, len(hit))
     images[0, 1] = block_plane(rng, (1, 4), 0.5) * np.float32(1e-40)  # denormal block plane
     c = codec("lossless")
-    streams, rec = c.encode(images)
+    streams, rec = c.compress(images)
     assert rec.tobytes() == images.tobytes()
-    assert c.decode(streams, len(images)).tobytes() == images.tobytes()
+    assert c.decompress(streams, len(images)).tobytes() == images.tobytes()
 
 
 @pytest.mark.parametrize("eps", EPSILONS)
@@ -630,8 +632,8 @@ def test_bounded_error_and_exact_zeros(jets, eps):
     images = jets[0].copy()
     images[::4, 0, 60:63, 61] = np.linspace(30, 250, 3 * len(images[::4]), dtype=np.float32).reshape(-1, 3)
     c = codec("bounded", eps)
-    streams, rec = c.encode(images)
-    dec = c.decode(streams, len(images))
+    streams, rec = c.compress(images)
+    dec = c.decompress(streams, len(images))
     np.testing.assert_array_equal(dec, rec)
     assert np.abs(dec.astype(np.float64) - images.astype(np.float64)).max() <= eps
     assert (dec[images == 0] == 0).all()
@@ -649,9 +651,9 @@ def test_independent_of_chunking(jets, mode):
     value (float32 headroom), so decoded values may differ between chunkings, but never the bound."""
     images = jets[0]
     c = codec(mode, 0.01 if mode == "bounded" else None)
-    whole = c.decode(c.encode(images)[0], 64)
-    parts = np.concatenate([c.decode(c.encode(images[a : a + 32])[0], 32) for a in (0, 32)])
-    one_by_one = np.concatenate([c.encode(images[j : j + 1])[1] for j in range(0, 64, 9)])
+    whole = c.decompress(c.compress(images)[0], 64)
+    parts = np.concatenate([c.decompress(c.compress(images[a : a + 32])[0], 32) for a in (0, 32)])
+    one_by_one = np.concatenate([c.compress(images[j : j + 1])[1] for j in range(0, 64, 9)])
     if mode == "lossless":
         assert parts.tobytes() == whole.tobytes()
         assert one_by_one.tobytes() == whole[::9].tobytes()
@@ -664,9 +666,9 @@ def test_independent_of_chunking(jets, mode):
 def test_all_zero_chunk(mode):
     c = codec(mode, 0.01 if mode == "bounded" else None)
     zeros = np.zeros((3, 3, *SIZE), np.float32)
-    streams, rec = c.encode(zeros)
+    streams, rec = c.compress(zeros)
     assert rec.shape == zeros.shape and not rec.any()
-    dec = c.decode(streams, 3)
+    dec = c.decompress(streams, 3)
     assert dec.shape == zeros.shape and dec.dtype == np.float32 and not dec.any()
     assert sum(len(s) for s in streams.values()) < 200
 
@@ -677,8 +679,8 @@ def test_small_images(rng, mode):
     images = images[:, :, :12, :12].copy()
     images[0, 1] = block_plane(rng, (3, 1), 0.5, (12, 12))
     c = codec(mode, 0.5 if mode == "bounded" else None, size=(12, 12))
-    streams, rec = c.encode(images)
-    dec = c.decode(streams, 5)
+    streams, rec = c.compress(images)
+    dec = c.decompress(streams, 5)
     np.testing.assert_array_equal(dec, rec)
     assert np.abs(dec - images).max() <= (0.5 if mode == "bounded" else 0.0)
 
@@ -686,17 +688,17 @@ def test_small_images(rng, mode):
 def test_decode_needs_every_stream_and_the_right_count(jets):
     images = jets[0][:8]
     c = codec("bounded", 0.01)
-    streams, _ = c.encode(images)
+    streams, _ = c.compress(images)
     for name in streams:
         if name == "blocks":  # absent in files written before it existed: sizes by channel name
             continue
         with pytest.raises(DecodeError, match=name.replace(".", r"\.")):
-            c.decode({k: v for k, v in streams.items() if k != name}, 8)
+            c.decompress({k: v for k, v in streams.items() if k != name}, 8)
     legacy = {k: v for k, v in streams.items() if k != "blocks"}
-    assert c.decode(legacy, 8).tobytes() == c.decode(streams, 8).tobytes()
+    assert c.decompress(legacy, 8).tobytes() == c.decompress(streams, 8).tobytes()
     for n in (7, 9):
         with pytest.raises(DecodeError):
-            c.decode(streams, n)
+            c.decompress(streams, n)
 
 
 @pytest.fixture(scope="module")
@@ -705,7 +707,7 @@ def chunk_streams(jets) -> dict[str, tuple[ImageCodec, dict[str, bytes]]]:
     out = {}
     for mode, eps in (("lossless", None), ("bounded", 0.01)):
         c = codec(mode, eps)
-        out[mode] = (c, c.encode(images)[0])
+        out[mode] = (c, c.compress(images)[0])
     return out
 
 
@@ -717,7 +719,7 @@ def test_fuzz_corrupt_chunk_only_decode_error(chunk_streams, mode, data, edits, 
     bad = dict(streams)
     bad[name] = mutate(streams[name], edits, cut, b"")
     try:
-        dec = c.decode(bad, 6)
+        dec = c.decompress(bad, 6)
     except DecodeError:
         return
     # without a container CRC a changed value stream may decode to other numbers; it must still be images
@@ -731,8 +733,8 @@ def test_bounded_keeps_the_bound_for_large_values(value):
     images[0, 0, 3, 4] = value
     images[1, 2, 5, 5] = np.float32(value) * 0.77
     c = codec("bounded", 0.001)
-    streams, rec = c.encode(images)
-    dec = c.decode(streams, 2)
+    streams, rec = c.compress(images)
+    dec = c.decompress(streams, 2)
     assert np.array_equal(dec, rec)
     assert np.abs(dec.astype(np.float64) - images).max() <= np.float32(0.001)
 
@@ -741,7 +743,7 @@ def test_bounded_rejects_an_impossible_bound():
     images = np.zeros((1, 3, *SIZE), np.float32)
     images[0, 0, 0, 0] = 3e7  # float32 spacing there is 2 > 2 EPS
     with pytest.raises(E2EError, match="too small"):
-        codec("bounded", 0.5).encode(images)
+        codec("bounded", 0.5).compress(images)
 
 
 def test_channels_sharing_positions_code_them_once(rng):
@@ -750,10 +752,10 @@ def test_channels_sharing_positions_code_them_once(rng):
     images[:, 1] = np.where(images[:, 0] != 0, rng.normal(size=images[:, 0].shape), 0).astype(np.float32)
     images[:, 1][images[:, 0] != 0] += np.float32(5)  # never exactly 0 where channel 0 is occupied
     c = ImageCodec(CodecConfig(mode="lossless"), ("a", "b", "c"), SIZE)
-    streams, _ = c.encode(images)
+    streams, _ = c.compress(images)
     assert ctxocc.uses_context(streams["c1.px.o"]) and not ctxocc.uses_context(streams["c0.px.o"])
     assert len(streams["c1.px.o"]) < len(streams["c0.px.o"]) / 4
-    assert c.decode(streams, len(images)).tobytes() == images.tobytes()
+    assert c.decompress(streams, len(images)).tobytes() == images.tobytes()
     bad = {**streams, "c0.px.o": streams["c1.px.o"]}  # a context the first channel cannot have
     with pytest.raises(DecodeError, match="context"):
-        c.decode(bad, len(images))
+        c.decompress(bad, len(images))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from e2ecompress import _core
 from e2ecompress.codec import sparse
-from e2ecompress.codec.ctxocc import decode_planes, encode_planes, near_context
+from e2ecompress.codec.ctxocc import compress_planes, decompress_planes, near_context
 from e2ecompress.errors import DecodeError
 
 FUZZ = settings(
@@ -23,8 +23,8 @@ FUZZ = settings(
 
 
 def round_trip(occ: np.ndarray, context: np.ndarray | None = None) -> bytes:
-    data = encode_planes(occ, context)
-    got = decode_planes(data, *occ.shape, context=context)
+    data = compress_planes(occ, context)
+    got = decompress_planes(data, *occ.shape, context=context)
     assert got.dtype == np.bool_ and got.shape == occ.shape
     np.testing.assert_array_equal(got, occ != 0)
     return data
@@ -95,33 +95,33 @@ def test_jet_like_round_trip_and_smaller_than_count_gap(rng):
     data = round_trip(occ)
     round_trip(occ, near_context(occ[::-1]))
     pid, idx = sparse.occupied_cells(occ.astype(np.float32))
-    counts, gaps = sparse.encode_occupancy(pid, idx, len(occ))
+    counts, gaps = sparse.compress_occupancy(pid, idx, len(occ))
     assert len(data) < 0.95 * (len(counts) + len(gaps))
 
 
 def test_input_dtypes_and_layouts(rng):
     occ = rng.random((3, 9, 14)) < 0.2
-    ref = encode_planes(occ)
+    ref = compress_planes(occ)
     values = occ * rng.integers(1, 256, occ.shape)
-    assert encode_planes(values.astype(np.uint8)) == ref  # any non-zero byte is occupied
-    assert encode_planes(values.astype(np.float32)) == ref  # other dtypes: non-zero
+    assert compress_planes(values.astype(np.uint8)) == ref  # any non-zero byte is occupied
+    assert compress_planes(values.astype(np.float32)) == ref  # other dtypes: non-zero
     wide = np.zeros((3, 9, 28), bool)
     wide[:, :, ::2] = occ
-    assert encode_planes(wide[:, :, ::2]) == ref  # not contiguous
+    assert compress_planes(wide[:, :, ::2]) == ref  # not contiguous
     ctx = rng.integers(0, 4, occ.shape).astype(np.uint8)
     big = (ctx + 200 * (ctx == 3)).astype(np.uint8)
-    assert encode_planes(occ, big) == encode_planes(occ, ctx)  # values above 3 count as 3
-    assert encode_planes(occ, ctx.astype(bool)) == encode_planes(occ, (ctx != 0).astype(np.uint8))
+    assert compress_planes(occ, big) == compress_planes(occ, ctx)  # values above 3 count as 3
+    assert compress_planes(occ, ctx.astype(bool)) == compress_planes(occ, (ctx != 0).astype(np.uint8))
 
 
 def test_deterministic_and_fixed_length():
     rng = np.random.default_rng(7)
     occ = jet_like(rng, 8, size=31, hits=25, noise=4)
     ctx = near_context(occ[::-1])
-    a, b = encode_planes(occ), encode_planes(occ.copy())
+    a, b = compress_planes(occ), compress_planes(occ.copy())
     assert a == b
-    assert encode_planes(occ, ctx) == encode_planes(occ, ctx.copy())
-    assert encode_planes(occ, ctx) != a
+    assert compress_planes(occ, ctx) == compress_planes(occ, ctx.copy())
+    assert compress_planes(occ, ctx) != a
     # Golden-ish: the length of this stream only changes when the model or the format does.
     assert len(a) == GOLDEN_LENGTH, len(a)
 
@@ -132,10 +132,10 @@ GOLDEN_LENGTH = 146
 def test_same_bytes_from_threads():
     rng = np.random.default_rng(11)
     stacks = [jet_like(rng, 16, size=40, hits=30, noise=5) for _ in range(4)]
-    ref = [encode_planes(o) for o in stacks]
+    ref = [compress_planes(o) for o in stacks]
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(encode_planes, stacks * 3))
-        dec = list(pool.map(lambda d: decode_planes(d, 16, 40, 40), got))
+        got = list(pool.map(compress_planes, stacks * 3))
+        dec = list(pool.map(lambda d: decompress_planes(d, 16, 40, 40), got))
     assert got == ref * 3
     for d, o in zip(dec, stacks * 3, strict=True):
         np.testing.assert_array_equal(d, o)
@@ -145,7 +145,7 @@ def small_stream(with_context: bool) -> tuple[bytes, np.ndarray, np.ndarray | No
     rng = np.random.default_rng(3)
     occ = jet_like(rng, 3, size=12, hits=12, noise=2)
     ctx = near_context(occ[::-1]) if with_context else None
-    return encode_planes(occ, ctx), occ, ctx
+    return compress_planes(occ, ctx), occ, ctx
 
 
 @pytest.mark.parametrize("with_context", [False, True])
@@ -153,9 +153,9 @@ def test_every_truncation_is_a_decode_error(with_context):
     data, occ, ctx = small_stream(with_context)
     for cut in range(len(data)):
         with pytest.raises(DecodeError):
-            decode_planes(data[:cut], *occ.shape, context=ctx)
+            decompress_planes(data[:cut], *occ.shape, context=ctx)
     with pytest.raises(DecodeError):
-        decode_planes(data + b"\0", *occ.shape, context=ctx)
+        decompress_planes(data + b"\0", *occ.shape, context=ctx)
 
 
 TINY = [(1, 2, 10), (2, 1, 6), (1, 6, 5), (1, 1, 1), (3, 4, 4)]
@@ -165,7 +165,7 @@ def tiny_stream(shape, seed: int, with_context: bool) -> tuple[bytes, np.ndarray
     rng = np.random.default_rng(seed)
     occ = rng.random(shape) < rng.random()
     ctx = rng.integers(0, 4, shape).astype(np.uint8) if with_context else None
-    return encode_planes(occ, ctx), occ, ctx
+    return compress_planes(occ, ctx), occ, ctx
 
 
 def flips_caught(data: bytes, occ: np.ndarray, ctx: np.ndarray | None) -> int:
@@ -176,7 +176,7 @@ def flips_caught(data: bytes, occ: np.ndarray, ctx: np.ndarray | None) -> int:
             buf = bytearray(data)
             buf[pos] ^= xor
             try:
-                got = decode_planes(bytes(buf), *occ.shape, context=ctx)
+                got = decompress_planes(bytes(buf), *occ.shape, context=ctx)
             except DecodeError:
                 continue
             assert got.shape == occ.shape and got.dtype == np.bool_
@@ -197,7 +197,7 @@ def test_every_single_byte_flip_is_caught(with_context):
 def test_garbage_only_decode_error(data, n, h, w, with_context):
     ctx = np.ones((n, h, w), np.uint8) if with_context else None
     try:
-        got = decode_planes(data, n, h, w, ctx)
+        got = decompress_planes(data, n, h, w, ctx)
     except DecodeError:
         return
     assert got.shape == (n, h, w) and got.dtype == np.bool_
@@ -208,26 +208,26 @@ def test_wrong_sizes_or_context_are_decode_errors():
     n, h, w = occ.shape
     for shape in [(n + 1, h, w), (n - 1, h, w), (n, h + 1, w), (n, h, w - 1), (0, h, w), (n, 1, 1)]:
         with pytest.raises(DecodeError, match="expected"):
-            decode_planes(data, *shape)
+            decompress_planes(data, *shape)
     with pytest.raises(DecodeError, match="context"):
-        decode_planes(data, n, h, w, np.zeros(occ.shape, np.uint8))
+        decompress_planes(data, n, h, w, np.zeros(occ.shape, np.uint8))
     cdata, _, _ = small_stream(True)
     with pytest.raises(DecodeError, match="context"):
-        decode_planes(cdata, n, h, w)
+        decompress_planes(cdata, n, h, w)
 
 
 def test_bad_arguments():
     occ = np.zeros((2, 4, 4), bool)
     with pytest.raises(ValueError, match="3-D"):
-        encode_planes(np.zeros((4, 4), bool))
+        compress_planes(np.zeros((4, 4), bool))
     with pytest.raises(ValueError, match="shape"):
-        encode_planes(occ, np.zeros((2, 4, 5), np.uint8))
+        compress_planes(occ, np.zeros((2, 4, 5), np.uint8))
     with pytest.raises(TypeError, match="uint8"):
-        encode_planes(occ, np.zeros(occ.shape, np.int32))
+        compress_planes(occ, np.zeros(occ.shape, np.int32))
     with pytest.raises(ValueError, match=">= 0"):
-        decode_planes(encode_planes(occ), -1, 4, 4)
+        decompress_planes(compress_planes(occ), -1, 4, 4)
     with pytest.raises(TypeError):
-        decode_planes(12345, 2, 4, 4)
+        decompress_planes(12345, 2, 4, 4)
     with pytest.raises(TypeError):
         _core.ctx_encode(np.zeros((2, 4, 4), np.int16))
     with pytest.raises(ValueError, match="block"):
@@ -238,7 +238,7 @@ def test_bad_arguments():
 def test_other_block_sizes_decode(block, rng):
     occ = jet_like(rng, 3, size=29, hits=20, noise=3)
     data = _core.ctx_encode(occ, None, block)
-    np.testing.assert_array_equal(decode_planes(data, *occ.shape), occ)
+    np.testing.assert_array_equal(decompress_planes(data, *occ.shape), occ)
 
 
 def test_near_context():

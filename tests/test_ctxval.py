@@ -24,8 +24,8 @@ I64 = np.iinfo(np.int64)
 
 
 def round_trip(values, plane, index, h, w, kind) -> bytes:
-    data = ctxval.encode(values, plane, index, h, w, kind)
-    got = ctxval.decode(data, plane, index, h, w, kind)
+    data = ctxval.compress(values, plane, index, h, w, kind)
+    got = ctxval.decompress(data, plane, index, h, w, kind)
     assert got.dtype == np.int64 and got.shape == (len(plane),)
     np.testing.assert_array_equal(got, np.asarray(values, np.int64))
     return data
@@ -112,11 +112,11 @@ def test_jet_like_smaller_than_current_coder(rng):
     step = 0.02
     q = np.rint(x / step).astype(np.int64)
     new = round_trip(q, plane, index, *planes.shape[1:], "quantized")
-    old, _ = sparse.encode_values(cells, x, None, sparse.ValueCoding("bounded", step))
+    old, _ = sparse.compress_values(cells, x, None, sparse.ValueCoding("bounded", step))
     assert len(new) < 0.95 * len(old)
     bits = x.view(np.int32).astype(np.int64)
     new = round_trip(bits, plane, index, *planes.shape[1:], "float32bits")
-    old, _ = sparse.encode_values(cells, x, None, sparse.ValueCoding("lossless"))
+    old, _ = sparse.compress_values(cells, x, None, sparse.ValueCoding("lossless"))
     assert len(new) < len(old)
 
 
@@ -125,9 +125,9 @@ def test_deterministic_and_fixed_length():
     planes = jet_like(rng, 8, size=21)
     plane, index = sparse.occupied_cells(planes)
     q = np.rint(planes.reshape(8, -1)[plane, index] / 0.02).astype(np.int64)
-    a = ctxval.encode(q, plane, index, 21, 21, "quantized")
-    assert a == ctxval.encode(q.copy(), plane.copy(), index.copy(), 21, 21, "quantized")
-    assert a == ctxval.encode(q.astype(np.int32), plane.astype(np.int32), index, 21, 21, "quantized")
+    a = ctxval.compress(q, plane, index, 21, 21, "quantized")
+    assert a == ctxval.compress(q.copy(), plane.copy(), index.copy(), 21, 21, "quantized")
+    assert a == ctxval.compress(q.astype(np.int32), plane.astype(np.int32), index, 21, 21, "quantized")
     # Golden-ish: the length of this stream only changes when the model or the format does.
     assert len(a) == GOLDEN_LENGTH, len(a)
 
@@ -143,10 +143,10 @@ def test_same_bytes_from_threads():
         plane, index = sparse.occupied_cells(planes)
         bits = planes.reshape(16, -1)[plane, index].view(np.int32).astype(np.int64)
         stacks.append((bits, plane, index))
-    ref = [ctxval.encode(*s, 33, 33, "float32bits") for s in stacks]
+    ref = [ctxval.compress(*s, 33, 33, "float32bits") for s in stacks]
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda s: ctxval.encode(*s, 33, 33, "float32bits"), stacks * 3))
-        dec = list(pool.map(lambda a: ctxval.decode(a[0], *a[1][1:], 33, 33, "float32bits"),
+        got = list(pool.map(lambda s: ctxval.compress(*s, 33, 33, "float32bits"), stacks * 3))
+        dec = list(pool.map(lambda a: ctxval.decompress(a[0], *a[1][1:], 33, 33, "float32bits"),
                             zip(got, stacks * 3, strict=True)))  # fmt: skip
     assert got == ref * 3
     for d, s in zip(dec, stacks * 3, strict=True):
@@ -160,7 +160,7 @@ def small_stream(kind: str, seed: int = 3, n: int = 2, size: int = 9):
     x = planes.reshape(n, -1)[plane, index]
     values = np.rint(x / 0.02).astype(np.int64) if kind == "quantized" else x.view(np.int32).astype(np.int64)
     args = (plane, index, size, size, kind)
-    return ctxval.encode(values, *args), values, args
+    return ctxval.compress(values, *args), values, args
 
 
 @pytest.mark.parametrize("kind", ctxval.KINDS)
@@ -168,9 +168,9 @@ def test_every_truncation_is_a_decode_error(kind):
     data, _values, args = small_stream(kind)
     for cut in range(len(data)):
         with pytest.raises(DecodeError):
-            ctxval.decode(data[:cut], *args)
+            ctxval.decompress(data[:cut], *args)
     with pytest.raises(DecodeError):
-        ctxval.decode(data + b"\0", *args)
+        ctxval.decompress(data + b"\0", *args)
 
 
 def flips_undetected(data: bytes, values: np.ndarray, args) -> int:
@@ -181,7 +181,7 @@ def flips_undetected(data: bytes, values: np.ndarray, args) -> int:
             buf = bytearray(data)
             buf[pos] ^= xor
             try:
-                got = ctxval.decode(bytes(buf), *args)
+                got = ctxval.decompress(bytes(buf), *args)
             except DecodeError:
                 continue
             assert got.shape == values.shape and got.dtype == np.int64
@@ -200,16 +200,16 @@ def test_other_cells_or_kind_is_a_decode_error(kind):
     data, _values, (plane, index, h, w, _) = small_stream(kind, n=3, size=9)
     other = "quantized" if kind == "float32bits" else "float32bits"
     with pytest.raises(DecodeError):
-        ctxval.decode(data, plane, index, h, w, other)
+        ctxval.decompress(data, plane, index, h, w, other)
     with pytest.raises(DecodeError):  # fewer cells
-        ctxval.decode(data, plane[:-1], index[:-1], h, w, kind)
+        ctxval.decompress(data, plane[:-1], index[:-1], h, w, kind)
     moved = index.copy()
     moved[-1] = moved[-1] + 1 if moved[-1] + 1 < h * w else moved[-1] - 1
     assert not np.array_equal(moved, index) and len(set(zip(plane, moved, strict=True))) == len(moved)
     with pytest.raises(DecodeError):  # same count, one cell elsewhere
-        ctxval.decode(data, plane, moved, h, w, kind)
+        ctxval.decompress(data, plane, moved, h, w, kind)
     with pytest.raises(DecodeError):
-        ctxval.decode(data, plane + 1, index, h, w, kind)
+        ctxval.decompress(data, plane + 1, index, h, w, kind)
 
 
 @pytest.mark.parametrize("kind", ctxval.KINDS)
@@ -217,7 +217,7 @@ def test_invalid_cells_are_value_errors(kind):
     plane = np.array([0, 0, 1], np.int64)
     index = np.array([3, 5, 0], np.int64)
     values = np.array([1, 2, 3], np.int64)
-    data = ctxval.encode(values, plane, index, 4, 4, kind)
+    data = ctxval.compress(values, plane, index, 4, 4, kind)
     bad = [
         (plane, np.array([5, 3, 0]), 4, 4),  # not increasing
         (plane, np.array([3, 3, 0]), 4, 4),  # repeated
@@ -230,22 +230,22 @@ def test_invalid_cells_are_value_errors(kind):
     ]
     for p, i, h, w in bad:
         with pytest.raises(ValueError):
-            ctxval.encode(values, p, i, h, w, kind)
+            ctxval.compress(values, p, i, h, w, kind)
         with pytest.raises(ValueError):
-            ctxval.decode(data, p, i, h, w, kind)
+            ctxval.decompress(data, p, i, h, w, kind)
     with pytest.raises(ValueError):
-        ctxval.encode(values[:2], plane, index, 4, 4, kind)
+        ctxval.compress(values[:2], plane, index, 4, 4, kind)
     with pytest.raises(ValueError):
-        ctxval.encode(values, plane, index, 4, 4, "float64")
+        ctxval.compress(values, plane, index, 4, 4, "float64")
     with pytest.raises(TypeError):
-        ctxval.encode(values.astype(np.float64), plane, index, 4, 4, kind)
+        ctxval.compress(values.astype(np.float64), plane, index, 4, 4, kind)
 
 
 def test_float32bits_out_of_range_is_a_value_error():
     plane, index = np.array([0], np.int64), np.array([0], np.int64)
     for v in (I32.max + 1, I32.min - 1, I64.max):
         with pytest.raises(ValueError):
-            ctxval.encode(np.array([v], np.int64), plane, index, 1, 1, "float32bits")
+            ctxval.compress(np.array([v], np.int64), plane, index, 1, 1, "float32bits")
 
 
 @FUZZ
@@ -254,7 +254,7 @@ def test_garbage_only_decode_error(data, n, kind):
     plane = np.zeros(n, np.int64)
     index = np.arange(n, dtype=np.int64)
     try:
-        got = ctxval.decode(data, plane, index, 3, 3, kind)
+        got = ctxval.decompress(data, plane, index, 3, 3, kind)
     except DecodeError:
         return
     assert got.shape == (n,)

@@ -110,36 +110,36 @@ def test_entropy_round_trip(codec, images):
     for level in codec.levels:
         for keep in (None, codec.default_keep(codec.encode(images, level).occ, 0.3)):
             sym = codec.encode(images, level, keep)
-            data = codec.entropy_encode(sym, level)
-            back = codec.entropy_decode(data, sym.occ, sym.keep, len(images), level)
+            data = codec.compress(sym, level)
+            back = codec.decompress(data, sym.occ, sym.keep, len(images), level)
             assert np.array_equal(back.cls, sym.cls) and np.array_equal(back.tokens, sym.tokens)
             assert back.cls.dtype == np.int32 and back.tokens.dtype == np.int32
     empty = LatentSymbols(sym.cls, sym.tokens[:0], sym.occ, np.zeros_like(sym.occ))
-    data = codec.entropy_encode(empty, 1)
-    back = codec.entropy_decode(bytearray(data), empty.occ, empty.keep, len(images), 1)
+    data = codec.compress(empty, 1)
+    back = codec.decompress(bytearray(data), empty.occ, empty.keep, len(images), 1)
     assert back.tokens.shape == (0, codec.latent_dim) and np.array_equal(back.cls, sym.cls)
 
 
 def test_escapes_round_trip(codec, images):
     sym = codec.encode(images, 3)
     wild = LatentSymbols(sym.cls * 1000 + 77, sym.tokens - 500, sym.occ, sym.keep)
-    back = codec.entropy_decode(codec.entropy_encode(wild, 3), sym.occ, sym.keep, len(images), 3)
+    back = codec.decompress(codec.compress(wild, 3), sym.occ, sym.keep, len(images), 3)
     assert np.array_equal(back.cls, wild.cls) and np.array_equal(back.tokens, wild.tokens)
 
 
 def test_corrupt_stream_raises(codec, images):
     sym = codec.encode(images, 2)
-    data = codec.entropy_encode(sym, 2)
+    data = codec.compress(sym, 2)
     for cut in range(len(data)):
         with pytest.raises(DecodeError):
-            codec.entropy_decode(data[:cut], sym.occ, sym.keep, len(images), 2)
+            codec.decompress(data[:cut], sym.occ, sym.keep, len(images), 2)
     for bad in (data + b"\x00", b"\xff" + data[1:], b"\x80\x80\x80\x80\x80\x01"):
         with pytest.raises(DecodeError):
-            codec.entropy_decode(bad, sym.occ, sym.keep, len(images), 2)
+            codec.decompress(bad, sym.occ, sym.keep, len(images), 2)
     fewer = sym.keep.copy()
     fewer[np.argwhere(fewer)[0][0], np.argwhere(fewer)[0][1]] = False
     with pytest.raises(DecodeError):  # the stream does not match the keep mask
-        codec.entropy_decode(data, sym.occ, fewer, len(images), 2)
+        codec.decompress(data, sym.occ, fewer, len(images), 2)
 
 
 def test_keep_masks(codec, images):
@@ -194,7 +194,7 @@ def test_checkpoint_round_trip(codec, images, tmp_path):
     assert back.table_hashes == codec.table_hashes
     a, b = codec.encode(images, 2), back.encode(images, 2)
     assert np.array_equal(a.cls, b.cls) and np.array_equal(a.tokens, b.tokens)
-    assert codec.entropy_encode(a, 2) == back.entropy_encode(b, 2)
+    assert codec.compress(a, 2) == back.compress(b, 2)
     half_id = codec.save(tmp_path / "half", torch.float16)
     assert half_id != model_id and LatentCodec.load(tmp_path / "half").model_id == half_id
     assert (tmp_path / "half" / "model.safetensors").stat().st_size < weights.stat().st_size
@@ -229,7 +229,7 @@ def test_shipped_codec_by_name(images):
     record = json.loads((PRETRAINED_DIR / SHIPPED / "checkpoint.json").read_text())
     assert record["table_sha256"] == {str(k): v for k, v in codec.table_hashes.items()}
     sym = codec.encode(images[:4], 2)
-    back = codec.entropy_decode(codec.entropy_encode(sym, 2), sym.occ, sym.keep, 4, 2)
+    back = codec.decompress(codec.compress(sym, 2), sym.occ, sym.keep, 4, 2)
     assert np.array_equal(back.tokens, sym.tokens)
     out = codec.decode(back.cls, back.tokens, back.occ, back.keep, 2)
     assert out.shape == (4, 3, 125, 125) and np.isfinite(out).all()

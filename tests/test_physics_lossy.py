@@ -56,8 +56,8 @@ def _cone_promises(x: np.ndarray, d: np.ndarray, level: int) -> None:
 @pytest.mark.parametrize("level", sorted(LEVELS))
 def test_every_level_keeps_its_promises(jets, level):
     codec = physics(level)
-    streams, rec = codec.encode(jets)
-    dec = codec.decode(streams, len(jets))
+    streams, rec = codec.compress(jets)
+    dec = codec.decompress(streams, len(jets))
     assert dec.dtype == np.float32 and np.array_equal(dec.view(np.int32), rec.view(np.int32))
     assert {"phys", "planes"} <= set(streams) and any(k.startswith("c1.blk.") for k in streams)
     rel, _ = physics_check.check(jets, dec, LEVELS[level])  # sums, towers, outside values too
@@ -75,7 +75,9 @@ def test_every_level_keeps_its_promises(jets, level):
 
 
 def test_levels_trade_size_for_precision(jets):
-    sizes = [sum(len(v) for v in physics(q).encode(jets, decoded=False)[0].values()) for q in sorted(LEVELS)]
+    sizes = [
+        sum(len(v) for v in physics(q).compress(jets, decoded=False)[0].values()) for q in sorted(LEVELS)
+    ]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
     assert [LEVELS[q].max_rel for q in sorted(LEVELS)] == sorted(
         (LEVELS[q].max_rel for q in LEVELS), reverse=True
@@ -89,21 +91,21 @@ def test_synthetic_shapes_signs_and_edge_cases(rng):
     x[1, 0, 15:25, 10:20] *= np.where(rng.random((10, 10)) < 0.5, -1.0, 1.0).astype(np.float32)  # mixed
     for level in sorted(LEVELS):
         codec = physics(level, ("a", "b"), (40, 33))
-        streams, rec = codec.encode(x)
-        dec = codec.decode(streams, len(x))
+        streams, rec = codec.compress(x)
+        dec = codec.decompress(streams, len(x))
         assert np.array_equal(dec, rec)
         _cone_promises(x, dec, level)
         physics_check.check(x, dec, LEVELS[level])
     one = physics(3, ("only",), (8, 8))
     for chunk in (np.zeros((0, 1, 8, 8), np.float32), np.zeros((3, 1, 8, 8), np.float32)):
-        streams, _ = one.encode(chunk)
-        assert np.array_equal(one.decode(streams, len(chunk)), chunk)
+        streams, _ = one.compress(chunk)
+        assert np.array_equal(one.decompress(streams, len(chunk)), chunk)
 
 
 def test_encoding_is_deterministic_and_decoding_thread_independent(jets, tmp_path):
     codec = physics()
-    a, _ = codec.encode(jets)
-    b, _ = physics().encode(jets.copy())
+    a, _ = codec.compress(jets)
+    b, _ = physics().compress(jets.copy())
     assert a == b
     out = tmp_path / "jets.e2ez"
     api.pack(FIXTURE, out, chunk_size=10)
@@ -136,7 +138,7 @@ def test_public_style_input_without_channel_names(jets, tmp_path):
 
 def test_corrupt_streams_raise_decode_error(jets):
     codec = physics()
-    streams, _ = codec.encode(jets[:12])
+    streams, _ = codec.compress(jets[:12])
     rng = np.random.default_rng(3)
     for name, data in streams.items():
         cases = [dict(streams, **{name: data[: len(data) // 2]})] if data else []
@@ -148,13 +150,13 @@ def test_corrupt_streams_raise_decode_error(jets):
                 cases.append(dict(streams, **{name: bytes(raw)}))
         for case in cases:
             try:
-                dec = codec.decode(case, 12)
+                dec = codec.decompress(case, 12)
             except DecodeError:
                 continue
             assert name in case and len(case[name]) == len(data)  # a flip that decodes: images, not garbage
             assert dec.shape == jets[:12].shape and np.isfinite(dec).all()
     with pytest.raises(DecodeError):
-        codec.decode(dict(streams, phys=b"\x09" + streams["phys"][1:]), 12)
+        codec.decompress(dict(streams, phys=b"\x09" + streams["phys"][1:]), 12)
 
 
 def test_corrupt_file_is_a_one_line_error(tmp_path, capsys):
@@ -170,14 +172,14 @@ def test_corrupt_file_is_a_one_line_error(tmp_path, capsys):
 def test_pack_checks_what_it_wrote(tmp_path, monkeypatch):
     from e2ecompress.codec import physics_lossy
 
-    real = physics_lossy.PhysicsCodec.decode
+    real = physics_lossy.PhysicsCodec.decompress
 
     def broken(self, streams, n_jets, out=None):
         images = real(self, streams, n_jets, out)
         images[0, 0, 62, 62] = 0.0 if images[0, 0, 62, 62] else 1.0  # a position inside the cone
         return images
 
-    monkeypatch.setattr(physics_lossy.PhysicsCodec, "decode", broken)
+    monkeypatch.setattr(physics_lossy.PhysicsCodec, "decompress", broken)
     dst = tmp_path / "bad.e2ez"
     with pytest.raises(E2EError, match=r"bad\.e2ez: jets 0\.\.23: channel 0: .*inside the cone") as e:
         api.pack(FIXTURE, dst)
@@ -245,10 +247,10 @@ def test_channels_sharing_positions_in_the_cone(rng):
     x = sparse_images(rng, 8, 2, occupancy=0.02)
     x[:, 1] = np.where(x[:, 0] != 0, np.abs(x[:, 0]) * 0.5 + np.float32(0.1), 0).astype(np.float32)
     codec = ImageCodec(CodecConfig(mode="physics", quality=3), ("a", "b"), (125, 125))
-    streams, _ = codec.encode(x)
+    streams, _ = codec.compress(x)
     assert ctxocc.uses_context(streams["c1.px.o"]) and not ctxocc.uses_context(streams["c0.px.o"])
     assert len(streams["c1.px.o"]) < 0.6 * len(streams["c0.px.o"])  # the model learns in a few planes
-    dec = codec.decode(streams, len(x))
+    dec = codec.decompress(streams, len(x))
     yy, xx = np.mgrid[:125, :125]
     cone = (yy - 62) ** 2 + (xx - 62) ** 2 < 24**2
     for c in range(2):

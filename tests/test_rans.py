@@ -89,10 +89,10 @@ def test_golden_table_bytes():
 @pytest.mark.parametrize("n_states", sorted(GOLDEN_STREAMS))
 def test_golden_streams(n_states, simd):
     table = RansTable(GOLDEN_FREQS, 8)
-    data = codec.encode_symbols(GOLDEN_SYMBOLS, table, n_states)
+    data = codec.compress_symbols(GOLDEN_SYMBOLS, table, n_states)
     assert data.hex() == GOLDEN_STREAMS[n_states]
     assert data == reference_encode(GOLDEN_SYMBOLS, GOLDEN_FREQS, 8, n_states)
-    np.testing.assert_array_equal(codec.decode_symbols(data, table, len(GOLDEN_SYMBOLS)), GOLDEN_SYMBOLS)
+    np.testing.assert_array_equal(codec.decompress_symbols(data, table, len(GOLDEN_SYMBOLS)), GOLDEN_SYMBOLS)
 
 
 @SETTINGS
@@ -109,7 +109,7 @@ def test_matches_reference_encoder(dims, n_symbols, n_rows, n_states, prob_bits,
     counts = rng.integers(0, 50, (dims, n_symbols)) * (rng.random((dims, n_symbols)) < 0.7)
     table = RansTable.from_counts(counts, prob_bits)
     symbols = rng.integers(0, n_symbols, (n_rows, dims))
-    data = codec.encode_symbols(symbols, table, n_states)
+    data = codec.compress_symbols(symbols, table, n_states)
     assert data == reference_encode(symbols, table.freqs.astype(np.int64), prob_bits, n_states)
 
 
@@ -139,11 +139,11 @@ def test_round_trip(dims, n_symbols, n_rows, skew, prob_bits, n_states, use_simd
         symbols = np.where(rng.random((n_rows, dims)) < 0.995, 0, rng.integers(0, n_symbols, (n_rows, dims)))
     prob_bits = max(prob_bits, int(np.ceil(np.log2(n_symbols))))
     table = RansTable.from_counts(codec.histogram(symbols, n_symbols), prob_bits)
-    data = codec.encode_symbols(symbols, table, n_states)
+    data = codec.compress_symbols(symbols, table, n_states)
     before = codec.simd()
     try:
         codec.simd(use_simd)
-        out = codec.decode_symbols(data, table, n_rows)
+        out = codec.decompress_symbols(data, table, n_rows)
     finally:
         codec.simd(before)
     assert out.dtype == np.int32 and out.shape == (n_rows, dims)
@@ -158,11 +158,11 @@ def test_simd_and_scalar_agree(dims):
         symbols = laplace_symbols(rng, 30_000 // dims, rng.uniform(0.2, 30, dims), n_symbols)
         table = RansTable.from_counts(codec.histogram(symbols, n_symbols), 14)
         for n_states in STATES:
-            data = codec.encode_symbols(symbols, table, n_states)
+            data = codec.compress_symbols(symbols, table, n_states)
             outs = []
             for use_simd in (True, False):
                 codec.simd(use_simd)
-                outs.append(codec.decode_symbols(data, table, len(symbols)))
+                outs.append(codec.decompress_symbols(data, table, len(symbols)))
             codec.simd(True)
             np.testing.assert_array_equal(outs[0], symbols)
             np.testing.assert_array_equal(outs[1], symbols)
@@ -172,35 +172,35 @@ def test_buffers_dtypes_and_out():
     rng = np.random.default_rng(1)
     symbols = rng.integers(0, 100, (500, 6))
     table = RansTable.from_counts(codec.histogram(symbols, 100))
-    data = codec.encode_symbols(symbols, table)
+    data = codec.compress_symbols(symbols, table)
     for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.uint64, np.int64):
-        assert codec.encode_symbols(symbols.astype(dtype), table) == data
-    assert codec.encode_symbols(np.asfortranarray(symbols), table) == data
-    assert codec.encode_symbols(symbols.T.copy().T, table) == data
+        assert codec.compress_symbols(symbols.astype(dtype), table) == data
+    assert codec.compress_symbols(np.asfortranarray(symbols), table) == data
+    assert codec.compress_symbols(symbols.T.copy().T, table) == data
     for buf in (data, bytearray(data), memoryview(data), np.frombuffer(data, np.uint8)):
-        np.testing.assert_array_equal(codec.decode_symbols(buf, table, 500), symbols)
+        np.testing.assert_array_equal(codec.decompress_symbols(buf, table, 500), symbols)
     out = np.full((500, 6), -1, np.int32)
-    assert codec.decode_symbols(data, table, 500, out=out) is out
+    assert codec.decompress_symbols(data, table, 500, out=out) is out
     np.testing.assert_array_equal(out, symbols)
 
 
 def test_empty_and_degenerate():
     table = RansTable(np.array([[1 << 14], [1 << 14]]), 14)  # one symbol of probability 1: zero bits
-    data = codec.encode_symbols(np.zeros((1000, 2), np.int32), table, 4)
+    data = codec.compress_symbols(np.zeros((1000, 2), np.int32), table, 4)
     assert len(data) == header_size(1000, 2, 4)
-    np.testing.assert_array_equal(codec.decode_symbols(data, table, 1000), 0)
-    empty = codec.encode_symbols(np.zeros((0, 2), np.int32), table)
-    assert codec.decode_symbols(empty, table, 0).shape == (0, 2)
+    np.testing.assert_array_equal(codec.decompress_symbols(data, table, 1000), 0)
+    empty = codec.compress_symbols(np.zeros((0, 2), np.int32), table)
+    assert codec.decompress_symbols(empty, table, 0).shape == (0, 2)
 
 
 def test_decoding_threads_release_the_gil():
     rng = np.random.default_rng(2)
     symbols = laplace_symbols(rng, 20_000, np.geomspace(0.5, 20, 8), 256)
     table = RansTable.from_counts(codec.histogram(symbols, 256))
-    data = codec.encode_symbols(symbols, table)
+    data = codec.compress_symbols(symbols, table)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        outs = list(pool.map(lambda _: codec.decode_symbols(data, table, len(symbols)), range(4)))
-        encoded = list(pool.map(lambda _: codec.encode_symbols(symbols, table), range(4)))
+        outs = list(pool.map(lambda _: codec.decompress_symbols(data, table, len(symbols)), range(4)))
+        encoded = list(pool.map(lambda _: codec.compress_symbols(symbols, table), range(4)))
     for out in outs:
         np.testing.assert_array_equal(out, symbols)
     assert all(e == data for e in encoded)
@@ -224,7 +224,7 @@ def test_size_within_one_percent_of_entropy(prob_bits, shape):
     table = RansTable.from_counts(codec.histogram(symbols, n_symbols), prob_bits)
     cost_bytes = codec.cost_bits(symbols, table) / 8
     for n_states in (1, 8, 64):
-        size = len(codec.encode_symbols(symbols, table, n_states))
+        size = len(codec.compress_symbols(symbols, table, n_states))
         assert size <= 1.01 * cost_bytes + header_size(n, dims, n_states), (n_states, size, cost_bytes)
 
 
@@ -285,10 +285,10 @@ def test_table_properties_and_serialization():
 def test_table_zero_frequencies():
     table = RansTable(np.array([[0, 8, 0, 8], [16, 0, 0, 0]]), 4)
     symbols = np.array([[1, 0], [3, 0], [1, 0]])
-    data = codec.encode_symbols(symbols, table)
-    np.testing.assert_array_equal(codec.decode_symbols(data, table, 3), symbols)
+    data = codec.compress_symbols(symbols, table)
+    np.testing.assert_array_equal(codec.decompress_symbols(data, table, 3), symbols)
     with pytest.raises(ValueError, match="frequency 0"):
-        codec.encode_symbols(np.array([[2, 0]]), table)
+        codec.compress_symbols(np.array([[2, 0]]), table)
     assert RansTable.from_bytes(table.to_bytes()) == table
 
 
@@ -365,7 +365,7 @@ def _small_stream(n_states=4, n_rows=40):
     rng = np.random.default_rng(5)
     symbols = laplace_symbols(rng, n_rows, np.array([0.5, 3.0, 10.0]), 64)
     table = RansTable.from_counts(codec.histogram(symbols, 64) + 1, 12)
-    return symbols, table, codec.encode_symbols(symbols, table, n_states)
+    return symbols, table, codec.compress_symbols(symbols, table, n_states)
 
 
 @pytest.mark.parametrize("n_states", [1, 4, 64])
@@ -373,10 +373,10 @@ def test_every_truncation_and_extension_raises(n_states, simd):
     symbols, table, data = _small_stream(n_states, 200 if n_states == 64 else 40)
     for cut in range(len(data)):
         with pytest.raises(DecodeError):
-            codec.decode_symbols(data[:cut], table, len(symbols))
+            codec.decompress_symbols(data[:cut], table, len(symbols))
     for extra in (b"\x00", b"\x00\x00", b"\x01\x02\x03\x04"):
         with pytest.raises(DecodeError):
-            codec.decode_symbols(data + extra, table, len(symbols))
+            codec.decompress_symbols(data + extra, table, len(symbols))
 
 
 @FUZZ
@@ -389,7 +389,7 @@ def test_byte_flips_never_crash(data):
         stream[data.draw(st.integers(0, len(stream) - 1))] ^= data.draw(st.integers(1, 255))
     codec.simd(data.draw(st.booleans()))
     try:
-        out = codec.decode_symbols(bytes(stream), table, len(symbols))
+        out = codec.decompress_symbols(bytes(stream), table, len(symbols))
     except DecodeError:
         return
     finally:
@@ -405,7 +405,7 @@ def test_random_flips_are_nearly_always_detected():
         stream = bytearray(clean)
         stream[rng.integers(len(stream))] ^= int(rng.integers(1, 256))
         try:
-            codec.decode_symbols(bytes(stream), table, len(symbols))
+            codec.decompress_symbols(bytes(stream), table, len(symbols))
         except DecodeError:
             detected += 1
     assert detected >= 297
@@ -414,51 +414,51 @@ def test_random_flips_are_nearly_always_detected():
 def test_mismatched_stream_and_table():
     symbols, table, data = _small_stream(4, 400)
     with pytest.raises(DecodeError, match="rows"):
-        codec.decode_symbols(data, table, 399)
+        codec.decompress_symbols(data, table, 399)
     other_dims = RansTable.from_counts(np.ones((4, 64), np.int64), 12)
     with pytest.raises(DecodeError, match="dims"):
-        codec.decode_symbols(data, other_dims, 400)
+        codec.decompress_symbols(data, other_dims, 400)
     other_bits = RansTable.from_counts(codec.histogram(symbols, 64), 13)
     with pytest.raises(DecodeError, match="prob_bits"):
-        codec.decode_symbols(data, other_bits, 400)
+        codec.decompress_symbols(data, other_bits, 400)
     other_freqs = RansTable.from_counts(np.ones((3, 64), np.int64), 12)  # same shape, different model
     with pytest.raises(DecodeError, match=r"corrupt|words|truncated"):
-        codec.decode_symbols(data, other_freqs, 400)
+        codec.decompress_symbols(data, other_freqs, 400)
     for head in (b"\x02" + data[1:], data[:1] + b"\x03" + data[2:], data[:2] + b"\x00" + data[3:]):
         with pytest.raises(DecodeError):
-            codec.decode_symbols(head, table, 400)
+            codec.decompress_symbols(head, table, 400)
     low_state = bytearray(data)
     low_state[6:10] = (5).to_bytes(4, "little")  # 3 header bytes + 2 varints, then the first state
     with pytest.raises(DecodeError, match="state out of range"):
-        codec.decode_symbols(bytes(low_state), table, 400)
+        codec.decompress_symbols(bytes(low_state), table, 400)
 
 
 def test_bad_arguments():
     symbols, table, data = _small_stream()
     with pytest.raises(ValueError, match="outside"):
-        codec.encode_symbols(np.full((2, 3), 64), table)
+        codec.compress_symbols(np.full((2, 3), 64), table)
     with pytest.raises(ValueError, match="outside"):
-        codec.encode_symbols(np.full((2, 3), -1), table)
+        codec.compress_symbols(np.full((2, 3), -1), table)
     with pytest.raises(ValueError, match="dims"):
-        codec.encode_symbols(np.zeros((2, 4), np.int32), table)
+        codec.compress_symbols(np.zeros((2, 4), np.int32), table)
     with pytest.raises(ValueError, match="2-D"):
-        codec.encode_symbols(np.zeros(6, np.int32), table)
+        codec.compress_symbols(np.zeros(6, np.int32), table)
     with pytest.raises(TypeError, match="integer"):
-        codec.encode_symbols(np.zeros((2, 3), np.float32), table)
+        codec.compress_symbols(np.zeros((2, 3), np.float32), table)
     with pytest.raises(ValueError, match="n_states"):
-        codec.encode_symbols(symbols, table, 3)
+        codec.compress_symbols(symbols, table, 3)
     with pytest.raises(ValueError, match="n_states"):
-        codec.encode_symbols(symbols, table, 128)
+        codec.compress_symbols(symbols, table, 128)
     with pytest.raises(ValueError, match="n_rows"):
-        codec.decode_symbols(data, table, -1)
+        codec.decompress_symbols(data, table, -1)
     with pytest.raises(ValueError, match="shape"):
-        codec.decode_symbols(data, table, len(symbols), out=np.empty((len(symbols), 4), np.int32))
+        codec.decompress_symbols(data, table, len(symbols), out=np.empty((len(symbols), 4), np.int32))
     with pytest.raises(TypeError, match="int32"):
-        codec.decode_symbols(data, table, len(symbols), out=np.empty(symbols.shape, np.int64))
+        codec.decompress_symbols(data, table, len(symbols), out=np.empty(symbols.shape, np.int64))
     with pytest.raises(ValueError, match="C-contiguous"):
-        codec.decode_symbols(data, table, len(symbols), out=np.empty(symbols.shape[::-1], np.int32).T)
+        codec.decompress_symbols(data, table, len(symbols), out=np.empty(symbols.shape[::-1], np.int32).T)
     with pytest.raises(ValueError, match="contiguous"):
-        codec.decode_symbols(np.frombuffer(data, np.uint8)[::2], table, len(symbols))
+        codec.decompress_symbols(np.frombuffer(data, np.uint8)[::2], table, len(symbols))
     assert issubclass(DecodeError, ValueError)
 
 
@@ -496,8 +496,8 @@ def test_escape_round_trip(dims, n_rows, n_symbols, spread, seed):
     outliers = rng.random((n_rows, dims)) < 0.05
     values = np.where(outliers, rng.integers(-spread, spread, (n_rows, dims)), values)
     values = np.clip(values, -(2**31), 2**31 - 1).astype(np.int64)
-    data = codec.encode(values, table)
-    out = codec.decode(data, table, n_rows)
+    data = codec.compress(values, table)
+    out = codec.decompress(data, table, n_rows)
     assert out.dtype == np.int32
     np.testing.assert_array_equal(out, values)
 
@@ -512,7 +512,7 @@ def test_escape_table_fit_and_bytes():
     assert table.table.freqs[0, 15] >= 1
     back = EscapeTable.from_bytes(table.to_bytes())
     assert back == table and back.sha256() == table.sha256()
-    np.testing.assert_array_equal(codec.decode(codec.encode(values, back), table, 1000), values)
+    np.testing.assert_array_equal(codec.decompress(codec.compress(values, back), table, 1000), values)
     data = table.to_bytes()
     for cut in range(len(data)):
         with pytest.raises(DecodeError):
@@ -533,29 +533,29 @@ def test_escape_stream_corruption():
     rng = np.random.default_rng(8)
     values = rng.integers(-50, 50, (100, 3))
     table = EscapeTable.fit(values, 32)  # many escapes
-    data = codec.encode(values, table)
+    data = codec.compress(values, table)
     for cut in range(len(data)):
         with pytest.raises(DecodeError):
-            codec.decode(data[:cut], table, 100)
+            codec.decompress(data[:cut], table, 100)
     with pytest.raises(DecodeError):
-        codec.decode(data + b"\x00", table, 100)
+        codec.decompress(data + b"\x00", table, 100)
     with pytest.raises(DecodeError):
-        codec.decode(data, table, 99)
+        codec.decompress(data, table, 99)
     # an escaped value that lies inside the window can only come from corruption
-    escaped_inside = codec.encode_symbols(np.full((1, 3), table.escape), table.table)
+    escaped_inside = codec.compress_symbols(np.full((1, 3), table.escape), table.table)
     stream = _varint_encode(np.array([len(escaped_inside)], np.uint64)) + escaped_inside
     with pytest.raises(DecodeError, match="escaped value"):
-        codec.decode(stream + _varint_encode(_zigzag(table.offsets)), table, 1)
+        codec.decompress(stream + _varint_encode(_zigzag(table.offsets)), table, 1)
 
 
 def test_escape_bad_arguments():
     table = EscapeTable.fit(np.zeros((10, 2), np.int32), 4)
     with pytest.raises(ValueError, match="int32"):
-        codec.encode(np.array([[2**31, 0]]), table)
+        codec.compress(np.array([[2**31, 0]]), table)
     with pytest.raises(TypeError, match="integer"):
-        codec.encode(np.zeros((2, 2), np.float64), table)
+        codec.compress(np.zeros((2, 2), np.float64), table)
     with pytest.raises(ValueError, match="dims"):
-        codec.encode(np.zeros((2, 3), np.int32), table)
+        codec.compress(np.zeros((2, 3), np.int32), table)
     with pytest.raises(ValueError, match="n_symbols"):
         EscapeTable.fit(np.zeros((10, 2), np.int32), 1)
 
@@ -567,12 +567,12 @@ def test_escape_flips_never_crash(data):
     values = rng.integers(-40, 40, (60, 3))
     table = EscapeTable.fit(values, 32)
     target = data.draw(st.sampled_from(["stream", "table"]))
-    blob = bytearray(codec.encode(values, table) if target == "stream" else table.to_bytes())
+    blob = bytearray(codec.compress(values, table) if target == "stream" else table.to_bytes())
     for _ in range(data.draw(st.integers(1, 3))):
         blob[data.draw(st.integers(0, len(blob) - 1))] ^= data.draw(st.integers(1, 255))
     try:
         if target == "stream":
-            out = codec.decode(bytes(blob), table, 60)
+            out = codec.decompress(bytes(blob), table, 60)
             assert out.shape == (60, 3) and out.dtype == np.int32
         else:
             EscapeTable.from_bytes(bytes(blob))

@@ -27,8 +27,8 @@ def images() -> np.ndarray:
 def test_unbiased_keeps_pixels_and_tower_sums(images, eps):
     plain = ImageCodec(CodecConfig(mode="bounded", max_error=eps), CHANNELS, SIZE)
     fair = ImageCodec(CodecConfig(mode="bounded", max_error=eps, unbiased=True), CHANNELS, SIZE)
-    streams, rec = fair.encode(images)
-    dec = fair.decode(streams, len(images))
+    streams, rec = fair.compress(images)
+    dec = fair.decompress(streams, len(images))
     assert dec.tobytes() == rec.tobytes()
     nz = images != 0
     assert (dec[~nz] == 0).all() and (dec[nz] != 0).all()
@@ -43,7 +43,7 @@ def test_unbiased_keeps_pixels_and_tower_sums(images, eps):
         for p in (images[blocks, 1], dec[blocks, 1])
     )
     assert np.abs(np.subtract(*towers)).max() <= eps  # a tower's energy within eps
-    lost = plain.decode(plain.encode(images)[0], len(images))
+    lost = plain.decompress(plain.compress(images)[0], len(images))
     assert ((lost == 0) & nz).any()  # without the option small hits vanish
 
 

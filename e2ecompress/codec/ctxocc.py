@@ -30,7 +30,7 @@ import numpy as np
 from e2ecompress import _core
 from e2ecompress.errors import DecodeError
 
-__all__ = ["decode_planes", "encode_planes", "near_context", "uses_context"]
+__all__ = ["compress_planes", "decompress_planes", "near_context", "uses_context"]
 
 
 def _planes(a, name: str) -> np.ndarray:
@@ -53,7 +53,7 @@ def _context(context, shape: tuple[int, int, int]) -> np.ndarray | None:
     return context
 
 
-def encode_planes(occ: np.ndarray, context: np.ndarray | None = None) -> bytes:
+def compress_planes(occ: np.ndarray, context: np.ndarray | None = None) -> bytes:
     """occ [n, h, w] (bool or uint8; any other dtype: non-zero = occupied) -> bytes.
 
     context: uint8 (or bool) [n, h, w] known to the decoder too, or None.
@@ -62,8 +62,8 @@ def encode_planes(occ: np.ndarray, context: np.ndarray | None = None) -> bytes:
     return _core.ctx_encode(occ, _context(context, occ.shape))
 
 
-def decode_planes(data, n: int, h: int, w: int, context: np.ndarray | None = None) -> np.ndarray:
-    """Inverse of `encode_planes` -> bool [n, h, w].
+def decompress_planes(data, n: int, h: int, w: int, context: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of `compress_planes` -> bool [n, h, w].
 
     DecodeError if the stream is corrupt, truncated, or was coded for other sizes or with(out) a context.
     """
@@ -84,7 +84,7 @@ def decode_planes(data, n: int, h: int, w: int, context: np.ndarray | None = Non
 
 def uses_context(data) -> bool:
     """Whether a stream was coded with a context plane (its header's flag bit 0; False for b"" or a
-    stream too short to say: decode_planes then reports it)."""
+    stream too short to say: decompress_planes then reports it)."""
     view = memoryview(data).cast("B")
     return len(view) >= 2 and bool(view[1] & 1)
 

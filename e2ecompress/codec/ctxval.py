@@ -23,7 +23,7 @@ import numpy as np
 
 from e2ecompress import _core
 
-__all__ = ["KINDS", "decode", "encode"]
+__all__ = ["KINDS", "compress", "decompress"]
 
 KINDS = ("quantized", "float32bits")
 
@@ -42,7 +42,7 @@ def _kind(kind: str) -> str:
     return kind
 
 
-def encode(values, plane, index, height: int, width: int, kind: str) -> bytes:
+def compress(values, plane, index, height: int, width: int, kind: str) -> bytes:
     """values int64 [n] at the occupied cells (plane, index) [n], sorted by (plane, index = y * width + x),
     of height x width planes -> bytes. kind: "quantized" or "float32bits" (int32 bit patterns).
 
@@ -60,11 +60,11 @@ def encode(values, plane, index, height: int, width: int, kind: str) -> bytes:
     return _core.ctxval_encode(values, plane, index, int(height), int(width), _kind(kind))
 
 
-def decode(data, plane, index, height: int, width: int, kind: str) -> np.ndarray:
-    """Inverse of `encode` at the same cells -> int64 [n].
+def decompress(data, plane, index, height: int, width: int, kind: str) -> np.ndarray:
+    """Inverse of `compress` at the same cells -> int64 [n].
 
     DecodeError if the stream is corrupt, truncated, of another kind or was coded for other cells;
-    ValueError if the cells themselves are invalid (as for `encode`).
+    ValueError if the cells themselves are invalid (as for `compress`).
     """
     plane, index = _cells(plane, index)
     try:

@@ -13,7 +13,7 @@ Modes (`CodecConfig.mode`):
 - "lossless": occupancy (of the bit patterns: -0.0 is kept) plus the exact float32 values. A float64
   chunk is coded as its float32 rounding plus an "f64" stream holding, for every pixel whose float64 bit
   pattern differs from the widened float32 one, its position and the XOR of the two patterns (empty when
-  the chunk is float32-exact, the usual case); its presence makes `decode` return float64.
+  the chunk is float32-exact, the usual case); its presence makes `decompress` return float64.
 - "physics": the physics levels (`quality` 1..5, `physics_lossy`): positions exact inside a jet cone about
   the window centre, values there within a relative bound and rescaled so that per-jet cone sums per
   channel are exact within their quantization; outside it counts and coarse values, positions drawn again
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from e2ecompress.codec import ctxocc, physics_lossy, sparse
-from e2ecompress.codec.intcode import decode_ints, encode_ints
+from e2ecompress.codec.intcode import compress_ints, decompress_ints
 from e2ecompress.errors import DecodeError, E2EError, InputError
 
 MODES = ("lossy", "bounded", "lossless", "physics")
@@ -122,7 +122,8 @@ def _patch_occupancy(images: np.ndarray, patch_size: int) -> np.ndarray:
 
 
 class ImageCodec:
-    """Encode / decode chunks of images [B, C, H, W] float32 under a CodecConfig (+ a LatentCodec if used)."""
+    """Compress / decompress chunks of images [B, C, H, W] float32 under a CodecConfig (+ a LatentCodec if
+    used)."""
 
     def __init__(
         self, config: CodecConfig, channels: Sequence[str], image_size: tuple[int, int], latent=None
@@ -197,18 +198,20 @@ class ImageCodec:
             planes = sparse.to_blocks(sparse.block_mean(planes, codes[sel, c], k), codes[sel, c], k)
         return planes.reshape(len(planes), planes.shape[1] * planes.shape[2])[cells.plane, cells.index]
 
-    def encode(self, images: np.ndarray, decoded: bool = True) -> tuple[dict[str, bytes], np.ndarray | None]:
+    def compress(
+        self, images: np.ndarray, decoded: bool = True
+    ) -> tuple[dict[str, bytes], np.ndarray | None]:
         """images [B, C, H, W] float32 -> (streams, the images the decoder will produce, or None when
         decoded=False, which saves building them). In lossless mode float64 images are coded exactly
         (and decode to float64); the other modes code float32."""
         if self.physics is not None:
-            return self.physics.encode(images, decoded)
+            return self.physics.compress(images, decoded)
         if self.config.mode == "lossless" and np.asarray(images).dtype == np.float64:
             wide = np.ascontiguousarray(images)
             with np.errstate(over="ignore"):
                 narrow = wide.astype(np.float32)
-            streams, out = self.encode(narrow, decoded)
-            streams["f64"] = encode_f64_residual(wide, narrow)
+            streams, out = self.compress(narrow, decoded)
+            streams["f64"] = compress_f64_residual(wide, narrow)
             return streams, None if out is None else wide.copy()
         images = np.ascontiguousarray(images, np.float32)
         key = images.view(np.int32) if self.config.mode == "lossless" else images  # lossless: -0.0 is kept
@@ -218,8 +221,8 @@ class ImageCodec:
             ks = sparse.channel_blocks(self.channels, self.config.blocks)
         codes = self._split(key, ks)
         streams: dict[str, bytes] = {
-            "blocks": encode_ints(np.asarray(ks)),
-            "planes": encode_ints(codes.ravel()),
+            "blocks": compress_ints(np.asarray(ks)),
+            "planes": compress_ints(codes.ravel()),
         }
         coding = sparse.ValueCoding(self.config.mode)
         if self.config.mode == "bounded":
@@ -240,7 +243,7 @@ class ImageCodec:
                 occ = _patch_occupancy(images, self.latent.patch_size)
                 keep = self.latent.default_keep(occ, self.config.keep_fraction)
             sym = self.latent.encode(images, self.level, keep)
-            streams["latent"] = self.latent.entropy_encode(sym, self.level)
+            streams["latent"] = self.latent.compress(sym, self.level)
             pred = self.latent.decode(sym.cls, sym.tokens, sym.occ, sym.keep, self.level)
         out = np.zeros_like(images) if decoded else None
         previous = None  # occupancy [B, H, W] of the previous channel when it has pixel planes only
@@ -251,9 +254,9 @@ class ImageCodec:
                 pid, idx = sparse.occupied_cells(occupied)
                 cells = sparse.CellSet(pid, idx, geom[1], geom[0])
                 prefix = f"c{c}.{kind}."
-                streams[prefix + "o"] = ctxocc.encode_planes(occupied)
+                streams[prefix + "o"] = ctxocc.compress_planes(occupied)
                 if previous is not None and not ks[c]:  # channels that share positions (track channels)
-                    shared = ctxocc.encode_planes(occupied, ctxocc.near_context(previous))
+                    shared = ctxocc.compress_planes(occupied, ctxocc.near_context(previous))
                     if len(shared) < len(streams[prefix + "o"]):
                         streams[prefix + "o"] = shared
                 base = self._base(pred, c, kind, sel, codes, ks, cells)
@@ -262,15 +265,17 @@ class ImageCodec:
                 else:
                     x = planes.reshape(len(planes), geom[0] * geom[1])[pid, idx]
                     kc = self._value_coding(coding, kind, ks[c])
-                    streams[prefix + "v"], rec = sparse.encode_values(cells, x, base, kc)
+                    streams[prefix + "v"], rec = sparse.compress_values(cells, x, base, kc)
                     if self.config.unbiased:
-                        streams[prefix + "z"], rec = keep_nonzero_encode(x, rec, kc.step)
+                        streams[prefix + "z"], rec = keep_nonzero_compress(x, rec, kc.step)
                 if out is not None:
                     self._scatter(out, rec, cells, c, kind, sel, codes, ks)
             previous = None if ks[c] else occupied != 0
         return streams, out
 
-    def decode(self, streams: Mapping[str, bytes], n_jets: int, out: np.ndarray | None = None) -> np.ndarray:
+    def decompress(
+        self, streams: Mapping[str, bytes], n_jets: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Streams of a chunk of n_jets -> images [n_jets, C, H, W] float32 (float64 for a lossless float64
         chunk); DecodeError if corrupt. `out`: a float32 array of that shape to decode into (reused
         buffers save page faults)."""
@@ -279,9 +284,9 @@ class ImageCodec:
         if self.physics is not None:
             if out is not None and (out.shape != (n_jets, C, H, W) or out.dtype != np.float32):
                 raise ValueError(f"out must be float32 {(n_jets, C, H, W)}, got {out.dtype} {out.shape}")
-            return self.physics.decode(streams, n_jets, out)
+            return self.physics.decompress(streams, n_jets, out)
         ks = self._block_sizes(streams)
-        codes = decode_ints(self._get(streams, "planes"), n_jets * C).reshape(n_jets, C)
+        codes = decompress_ints(self._get(streams, "planes"), n_jets * C).reshape(n_jets, C)
         coding = sparse.ValueCoding(self.config.mode)
         if self.config.mode == "bounded":
             raw = self._get(streams, "step")
@@ -317,7 +322,7 @@ class ImageCodec:
             keep = pocc
             if self.config.keep_fraction < 1.0:
                 keep = self.latent.default_keep(pocc, self.config.keep_fraction)
-            sym = self.latent.entropy_decode(self._get(streams, "latent"), pocc, keep, n_jets, self.level)
+            sym = self.latent.decompress(self._get(streams, "latent"), pocc, keep, n_jets, self.level)
             pred = self.latent.decode(sym.cls, sym.tokens, pocc, keep, self.level)
         if out is None:
             out = np.zeros((n_jets, C, H, W), np.float32)
@@ -331,12 +336,12 @@ class ImageCodec:
                 rec = base.astype(np.float32)
             else:
                 kc = self._value_coding(coding, kind, ks[c])
-                rec = sparse.decode_values(self._get(streams, f"c{c}.{kind}.v"), cells, base, kc)
+                rec = sparse.decompress_values(self._get(streams, f"c{c}.{kind}.v"), cells, base, kc)
                 if self.config.unbiased:
-                    rec = keep_nonzero_decode(self._get(streams, f"c{c}.{kind}.z"), rec, kc.step)
+                    rec = keep_nonzero_decompress(self._get(streams, f"c{c}.{kind}.z"), rec, kc.step)
             self._scatter(out, rec, cells, c, kind, sel, codes, ks)
         if "f64" in streams:
-            return decode_f64_residual(streams["f64"], out)
+            return decompress_f64_residual(streams["f64"], out)
         return out
 
     def _occupancy(
@@ -352,10 +357,10 @@ class ImageCodec:
                 if previous is None:
                     raise DecodeError(f"{prefix}o: coded with a context this chunk does not have")
                 context = ctxocc.near_context(previous)
-            occ = ctxocc.decode_planes(data, n, *geom, context)
+            occ = ctxocc.decompress_planes(data, n, *geom, context)
             return sparse.occupied_cells(occ)
         names = [prefix + "n", prefix + "g"]
-        return sparse.decode_occupancy([self._get(streams, s) for s in names], n, geom[0] * geom[1])
+        return sparse.decompress_occupancy([self._get(streams, s) for s in names], n, geom[0] * geom[1])
 
     def _value_coding(self, coding: sparse.ValueCoding, kind: str, k: int) -> sparse.ValueCoding:
         """unbiased: a block's value is one crystal's share of the block, so its step is divided by the
@@ -370,7 +375,7 @@ class ImageCodec:
         if "blocks" not in streams:
             legacy = DEFAULT_BLOCKS if self.config.blocks is None else self.config.blocks
             return sparse.channel_blocks(self.channels, legacy)
-        ks = decode_ints(streams["blocks"], len(self.channels))
+        ks = decompress_ints(streams["blocks"], len(self.channels))
         if (ks < 0).any() or (ks > sparse.MAX_BLOCK).any():
             raise DecodeError("blocks: block size out of range")
         return [int(k) for k in ks]
@@ -383,7 +388,7 @@ class ImageCodec:
             raise DecodeError(f"chunk has no {name!r} stream") from None
 
 
-def encode_f64_residual(wide: np.ndarray, narrow: np.ndarray) -> bytes:
+def compress_f64_residual(wide: np.ndarray, narrow: np.ndarray) -> bytes:
     """The "f64" stream: where float64 `wide` differs (bitwise) from float32 `narrow` widened, the flat
     positions (gaps) and the XOR of the bit patterns (low and high 32 bits); b"" when there is none."""
     bits = wide.reshape(-1).view(np.uint64)
@@ -393,12 +398,12 @@ def encode_f64_residual(wide: np.ndarray, narrow: np.ndarray) -> bytes:
         return b""
     x = xor[pos]
     gaps = np.diff(pos, prepend=-1) - 1
-    parts = [encode_ints(a.astype(np.int64)) for a in (gaps, x & 0xFFFFFFFF, x >> np.uint64(32))]
+    parts = [compress_ints(a.astype(np.int64)) for a in (gaps, x & 0xFFFFFFFF, x >> np.uint64(32))]
     return struct.pack("<QII", pos.size, len(parts[0]), len(parts[1])) + b"".join(parts)
 
 
-def decode_f64_residual(data: bytes, narrow: np.ndarray) -> np.ndarray:
-    """Inverse of `encode_f64_residual`: float64 images from the decoded float32 ones."""
+def decompress_f64_residual(data: bytes, narrow: np.ndarray) -> np.ndarray:
+    """Inverse of `compress_f64_residual`: float64 images from the decoded float32 ones."""
     wide = narrow.astype(np.float64)
     if not data:
         return wide
@@ -408,9 +413,9 @@ def decode_f64_residual(data: bytes, narrow: np.ndarray) -> np.ndarray:
     if not 0 < n <= wide.size or 16 + la + lb > len(data):
         raise DecodeError("f64: bad counts")
     view = memoryview(data)
-    gaps = decode_ints(view[16 : 16 + la], n)
-    lo = decode_ints(view[16 + la : 16 + la + lb], n)
-    hi = decode_ints(view[16 + la + lb :], n)
+    gaps = decompress_ints(view[16 : 16 + la], n)
+    lo = decompress_ints(view[16 + la : 16 + la + lb], n)
+    hi = decompress_ints(view[16 + la + lb :], n)
     pos = np.cumsum(gaps + 1) - 1
     if (gaps < 0).any() or pos[-1] >= wide.size or lo.max() > 0xFFFFFFFF or hi.max() > 0xFFFFFFFF:
         raise DecodeError("f64: position or value out of range")
@@ -419,7 +424,7 @@ def decode_f64_residual(data: bytes, narrow: np.ndarray) -> np.ndarray:
     return wide
 
 
-def keep_nonzero_encode(x: np.ndarray, rec: np.ndarray, step: float) -> tuple[bytes, np.ndarray]:
+def keep_nonzero_compress(x: np.ndarray, rec: np.ndarray, step: float) -> tuple[bytes, np.ndarray]:
     """Occupied cells whose value quantized to zero (|x| <= step / 2) decode to sign(x) * step / 4
     instead, within step / 4 of x and never zero: the "z" stream holds their signs (1 = negative) as
     packed bits, in cell order. -> (stream, rec with those cells replaced)."""
@@ -432,8 +437,8 @@ def keep_nonzero_encode(x: np.ndarray, rec: np.ndarray, step: float) -> tuple[by
     return np.packbits(negative).tobytes(), rec
 
 
-def keep_nonzero_decode(data: bytes, rec: np.ndarray, step: float) -> np.ndarray:
-    """Inverse of `keep_nonzero_encode` on the decoded values."""
+def keep_nonzero_decompress(data: bytes, rec: np.ndarray, step: float) -> np.ndarray:
+    """Inverse of `keep_nonzero_compress` on the decoded values."""
     zero = np.flatnonzero(rec == 0)
     if len(data) != (zero.size + 7) // 8:
         raise DecodeError(f"z: {len(data)} bytes for {zero.size} signs")

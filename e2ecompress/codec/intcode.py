@@ -10,7 +10,7 @@ Tokens are coded with rANS under a table fitted to this stream's own token count
 so no training is needed and any value range works; the table costs a few bytes per token kind seen.
 
 Stream layout: varint len(table) | RansTable bytes | varint len(rans) | rANS stream | packed extra bits
-(MSB first, zero padded to a byte). An empty input gives b"". `decode_ints` raises DecodeError on any
+(MSB first, zero padded to a byte). An empty input gives b"". `decompress_ints` raises DecodeError on any
 inconsistency: a bad table, a short or corrupt rANS stream, or extra-bit bytes that do not match.
 """
 
@@ -24,8 +24,8 @@ from e2ecompress.codec.rans import (
     _unzigzag,
     _varint_encode,
     _zigzag,
-    decode_symbols,
-    encode_symbols,
+    compress_symbols,
+    decompress_symbols,
 )
 from e2ecompress.errors import DecodeError
 
@@ -98,8 +98,8 @@ def _unpack_bits(data: memoryview, nbits: np.ndarray) -> np.ndarray:
     return out
 
 
-def encode_ints(values: np.ndarray, signed: bool = False) -> bytes:
-    """1-D integers (>= 0 unless signed) -> bytes; decode with `decode_ints(data, len(values), signed)`."""
+def compress_ints(values: np.ndarray, signed: bool = False) -> bytes:
+    """1-D integers (>= 0 unless signed) -> bytes; back with `decompress_ints(data, len(values), signed)`."""
     v = np.asarray(values).ravel()
     if v.size == 0:
         return b""
@@ -115,13 +115,13 @@ def encode_ints(values: np.ndarray, signed: bool = False) -> bytes:
     n_tokens = int(tokens.max()) + 1
     table = RansTable.from_counts(np.bincount(tokens, minlength=n_tokens)[None].astype(np.int64), PROB_BITS)
     tbytes = table.to_bytes()
-    stream = encode_symbols(tokens.astype(np.uint16)[:, None], table)
+    stream = compress_symbols(tokens.astype(np.uint16)[:, None], table)
     head = _varint_encode(np.array([len(tbytes)], np.uint64)) + tbytes
     return head + _varint_encode(np.array([len(stream)], np.uint64)) + stream + _pack_bits(extra, nbits)
 
 
-def decode_ints(data, count: int, signed: bool = False) -> np.ndarray:
-    """Inverse of `encode_ints` -> int64 [count]; DecodeError if data is not exactly such a stream."""
+def decompress_ints(data, count: int, signed: bool = False) -> np.ndarray:
+    """Inverse of `compress_ints` -> int64 [count]; DecodeError if data is not exactly such a stream."""
     data = memoryview(data).cast("B")
     if count == 0:
         if len(data):
@@ -137,7 +137,7 @@ def decode_ints(data, count: int, signed: bool = False) -> np.ndarray:
     slen, pos = _read_varint(data, pos, "int stream")
     if slen > len(data) - pos:
         raise DecodeError("int stream: truncated rANS part")
-    tokens = decode_symbols(data[pos : pos + slen], table, count)[:, 0].astype(np.int64)
+    tokens = decompress_symbols(data[pos : pos + slen], table, count)[:, 0].astype(np.int64)
     high, nbits = _token_prefix(tokens)
     u = high | _unpack_bits(data[pos + slen :], nbits)
     if signed:

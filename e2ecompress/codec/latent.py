@@ -586,14 +586,14 @@ class LatentCodec:
             raise InputError(None, f"the codec has no entropy tables for level {level}")
         return tables
 
-    def entropy_encode(self, sym: LatentSymbols, level: int) -> bytes:
-        """varint(len(cls part)) + cls part + tokens part, each `rans.encode` with the level's tables."""
+    def compress(self, sym: LatentSymbols, level: int) -> bytes:
+        """varint(len(cls part)) + cls part + tokens part, each `rans.compress` with the level's tables."""
         tables = self._tables(level)
-        cls_part = rans.encode(sym.cls, tables["cls"])
-        return _varint(len(cls_part)) + cls_part + rans.encode(sym.tokens, tables["tokens"])
+        cls_part = rans.compress(sym.cls, tables["cls"])
+        return _varint(len(cls_part)) + cls_part + rans.compress(sym.tokens, tables["tokens"])
 
-    def entropy_decode(self, data, occ: np.ndarray, keep: np.ndarray, n_jets: int, level: int):
-        """Inverse of `entropy_encode` -> LatentSymbols; DecodeError on corrupt or mismatched data."""
+    def decompress(self, data, occ: np.ndarray, keep: np.ndarray, n_jets: int, level: int):
+        """Inverse of `compress` -> LatentSymbols; DecodeError on corrupt or mismatched data."""
         tables = self._tables(level)
         occ = np.asarray(occ, bool)
         if occ.shape != (n_jets, self.num_patches):
@@ -603,8 +603,8 @@ class LatentCodec:
         length, pos = _read_varint(data, 0)
         if length > len(data) - pos:
             raise DecodeError("latent stream: truncated cls part")
-        sym_cls = rans.decode(data[pos : pos + length], tables["cls"], n_jets)
-        sym_tokens = rans.decode(data[pos + length :], tables["tokens"], int(keep.sum()))
+        sym_cls = rans.decompress(data[pos : pos + length], tables["cls"], n_jets)
+        sym_tokens = rans.decompress(data[pos + length :], tables["tokens"], int(keep.sum()))
         return LatentSymbols(sym_cls, sym_tokens, occ, keep)
 
     def default_keep(self, occ: np.ndarray, fraction: float) -> np.ndarray:

@@ -227,16 +227,16 @@ class E2ECodec(_Base):
             raise ValueError("images contain NaN or inf")
         codec = self._codec(images.shape[2:])
         if images.dtype == np.float32:
-            streams, _ = codec.encode(images, decoded=False)
+            streams, _ = codec.compress(images, decoded=False)
         elif self.config.mode == "lossless":
-            streams, decoded = codec.encode(images)
+            streams, decoded = codec.compress(images)
             same = decoded is not None and decoded.dtype == images.dtype
             if not (same and np.array_equal(decoded.view(np.int64), images.view(np.int64))):
                 raise ValueError("this ImageCodec cannot code float64 values exactly; lossless mode failed")
         else:  # bounded / lossy / physics float64: code the float32 rounding
             if float(np.max(np.abs(images), initial=0.0)) > float(np.finfo(np.float32).max):
                 raise ValueError("float64 values beyond the float32 range need lossless mode")
-            streams, decoded = codec.encode(images.astype(np.float32))
+            streams, decoded = codec.compress(images.astype(np.float32))
             if self.config.mode == "bounded":
                 err = float(np.max(np.abs(decoded - images), initial=0.0))
                 if not err <= self.config.max_error:
@@ -305,7 +305,7 @@ class E2ECodec(_Base):
     def decode(self, buf, out=None):
         head, streams = self._read_header(self._frame_bytes(buf))
         B, _, H, W = head["images"]
-        images = self._codec((H, W)).decode(streams, B)
+        images = self._codec((H, W)).decompress(streams, B)
         images = images.astype(head["dtype"], copy=False).reshape(head["shape"])
         if head["order"] == "F":
             images = np.asfortranarray(images)

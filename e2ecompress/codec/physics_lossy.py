@@ -35,7 +35,7 @@ import numpy as np
 from e2ecompress import _core
 from e2ecompress.codec import cone, ctxocc, sparse
 from e2ecompress.codec import physics_values as pv
-from e2ecompress.codec.intcode import decode_ints, encode_ints
+from e2ecompress.codec.intcode import compress_ints, decompress_ints
 from e2ecompress.codec.physics_values import Level, get
 from e2ecompress.errors import DecodeError
 
@@ -89,7 +89,7 @@ def _plane_codes(codes: np.ndarray, ks: list[int]) -> np.ndarray:
 
 
 class PhysicsCodec:
-    """Encode / decode chunks [B, C, H, W] float32 at one physics level (see the module docstring)."""
+    """Compress / decompress chunks [B, C, H, W] float32 at one physics level (see the module docstring)."""
 
     def __init__(self, quality: int, n_channels: int, image_size: tuple[int, int]):
         if quality not in LEVELS:
@@ -109,7 +109,9 @@ class PhysicsCodec:
                 yield _Part(c, "blk", ~full, k, codes[~full, c], geo, level.exact_cells)
 
     # -----------------------------------------------------------------------------------------------
-    def encode(self, images: np.ndarray, decoded: bool = True) -> tuple[dict[str, bytes], np.ndarray | None]:
+    def compress(
+        self, images: np.ndarray, decoded: bool = True
+    ) -> tuple[dict[str, bytes], np.ndarray | None]:
         images = np.ascontiguousarray(images, np.float32)
         B, C = images.shape[:2]
         level = self.level
@@ -118,7 +120,7 @@ class PhysicsCodec:
         for c, k in enumerate(ks):
             if k:
                 codes[:, c] = sparse.find_block_offsets(images[:, c], k)
-        streams = {"phys": pv.encode_header(level, ks), "planes": encode_ints(_plane_codes(codes, ks))}
+        streams = {"phys": pv.header_to_bytes(level, ks), "planes": compress_ints(_plane_codes(codes, ks))}
         out = np.zeros_like(images) if decoded else None
         previous = None  # cone occupancy of the previous channel when it has pixel planes only
         for part in self._parts(codes, ks, level):
@@ -131,10 +133,10 @@ class PhysicsCodec:
             loc = part.geo.local[part.var[pid], idx]
             inc = loc >= 0
             context = previous if not ks[part.c] else None
-            s, rec = self._encode_cone(pid[inc], loc[inc], idx[inc], x[inc], part, n, level, context)
+            s, rec = self._compress_cone(pid[inc], loc[inc], idx[inc], x[inc], part, n, level, context)
             if part.kind == "px":
                 previous = None if ks[part.c] else _cone_planes(pid[inc], idx[inc], part, n)
-            s2, (plane, cell, vals) = self._encode_outside(pid[~inc], idx[~inc], x[~inc], part, n, level)
+            s2, (plane, cell, vals) = self._compress_outside(pid[~inc], idx[~inc], x[~inc], part, n, level)
             streams.update({part.prefix + key: v for key, v in {**s, **s2}.items()})
             if out is not None:
                 cells = (np.concatenate([pid[inc], plane]), np.concatenate([idx[inc], cell]))
@@ -142,18 +144,18 @@ class PhysicsCodec:
         return streams, out
 
     @staticmethod
-    def _encode_cone(
+    def _compress_cone(
         pid, loc, idx, x, part: _Part, n: int, level: Level, previous: np.ndarray | None = None
     ) -> tuple[dict[str, bytes], np.ndarray]:
         s = {}
         occ = _cone_planes(pid, idx, part, n)
-        s["o"] = ctxocc.encode_planes(occ)  # cone cells only
+        s["o"] = ctxocc.compress_planes(occ)  # cone cells only
         if previous is not None:  # channels sharing positions: the previous channel's cone as context
-            shared = ctxocc.encode_planes(occ, ctxocc.near_context(previous))
+            shared = ctxocc.compress_planes(occ, ctxocc.near_context(previous))
             if len(shared) < len(s["o"]):
                 s["o"] = shared
         q = pv.quantize(np.abs(x.astype(np.float64)), level.step)
-        s["v"] = pv.encode_cone_values(q, pid, idx, part.geo.width, part.geo.height)
+        s["v"] = pv.compress_cone_values(q, pid, idx, part.geo.width, part.geo.height)
         neg = x < 0
         if neg.any():
             s["sg"] = np.packbits(neg).tobytes()
@@ -162,23 +164,23 @@ class PhysicsCodec:
         w = part.geo.weight[part.var[pid], idx].astype(np.float64)
         t = pv.sum_factors(x.astype(np.float64), w, pid, g, n, level)
         busy = np.bincount(pid, minlength=n) > 0
-        s["s"] = encode_ints(t[busy], signed=True)
+        s["s"] = compress_ints(t[busy], signed=True)
         return s, pv.cone_decoded(g, t[pid], level)
 
-    def _encode_outside(self, pid, idx, x, part: _Part, n: int, level: Level):
+    def _compress_outside(self, pid, idx, x, part: _Part, n: int, level: Level):
         """Outside the cone: exact positions and coarse values in cell order (".on" / ".og" / ".ov") on
         kinds with few cells there, else counts per ring and sorted coarse values, positions drawn."""
         s = {}
         if part.exact_outside:
-            s["on"], s["og"] = sparse.encode_occupancy(pid, part.geo.out_local[part.var[pid], idx], n)
+            s["on"], s["og"] = sparse.compress_occupancy(pid, part.geo.out_local[part.var[pid], idx], n)
             m = pv.outside_codes(x, level.out_step)
-            s["ov"] = pv.encode_cone_values(m, pid, idx, part.geo.width, part.geo.height)
+            s["ov"] = pv.compress_cone_values(m, pid, idx, part.geo.width, part.geo.height)
             return s, (pid, idx, pv.outside_decoded(m, level.out_step))
         nr = part.geo.n_out.shape[1]
         sub = pid * nr + part.geo.ring[part.var[pid], idx]  # plane and ring
         counts = np.bincount(sub, minlength=n * nr)
-        s["on"] = encode_ints(counts)
-        s["ov"], m = pv.encode_outside_values(x, sub, level.out_step)
+        s["on"] = compress_ints(counts)
+        s["ov"], m = pv.compress_outside_values(x, sub, level.out_step)
         plane, cell = self._drawn_cells(counts, part, s["on"])
         return s, (plane, cell, pv.outside_decoded(m, level.out_step))
 
@@ -205,13 +207,13 @@ class PhysicsCodec:
         flat[(jets[p] * C + part.c) * (H * W) + pix] = vals[src]
 
     # -----------------------------------------------------------------------------------------------
-    def decode(self, streams, n_jets: int, out: np.ndarray | None = None) -> np.ndarray:
+    def decompress(self, streams, n_jets: int, out: np.ndarray | None = None) -> np.ndarray:
         C = self.n_channels
         H, W = self.image_size
-        level, ks = pv.decode_header(get(streams, "phys"), C)
+        level, ks = pv.header_from_bytes(get(streams, "phys"), C)
         blocky = [c for c, k in enumerate(ks) if k]
         codes = np.full((n_jets, C), sparse.FULL, np.int64)
-        raw = decode_ints(get(streams, "planes"), n_jets * len(blocky)).reshape(n_jets, len(blocky))
+        raw = decompress_ints(get(streams, "planes"), n_jets * len(blocky)).reshape(n_jets, len(blocky))
         for j, c in enumerate(blocky):
             if raw[:, j].max(initial=0) > ks[c] * ks[c]:
                 raise DecodeError("planes: bad plane code")
@@ -223,10 +225,10 @@ class PhysicsCodec:
         previous = None
         for part in self._parts(codes, ks, level):
             context = previous if not ks[part.c] else None
-            pid, idx, rec = self._decode_cone(streams, part, level, context)
+            pid, idx, rec = self._decompress_cone(streams, part, level, context)
             if part.kind == "px":
                 previous = None if ks[part.c] else _cone_planes(pid, idx, part, len(part.var))
-            plane, cell, vals = self._decode_outside(streams, part, level)
+            plane, cell, vals = self._decompress_outside(streams, part, level)
             vals = np.concatenate([rec, vals])
             if not np.isfinite(vals).all():
                 raise DecodeError(f"{part.prefix}v: value beyond the float32 range")
@@ -234,7 +236,7 @@ class PhysicsCodec:
         return out
 
     @staticmethod
-    def _decode_cone(streams, part: _Part, level: Level, previous: np.ndarray | None = None):
+    def _decompress_cone(streams, part: _Part, level: Level, previous: np.ndarray | None = None):
         p, geo, n = part.prefix, part.geo, len(part.var)
         grid = pv.log_grid(level.step)[0]
         data = get(streams, p + "o")
@@ -243,11 +245,13 @@ class PhysicsCodec:
             if previous is None:
                 raise DecodeError(f"{p}o: coded with a context this chunk does not have")
             context = ctxocc.near_context(previous)
-        occ = ctxocc.decode_planes(data, n, geo.height, geo.width, context)
+        occ = ctxocc.decompress_planes(data, n, geo.height, geo.width, context)
         pid, idx = sparse.occupied_cells(occ)
         if (geo.local[part.var[pid], idx] < 0).any():
             raise DecodeError(f"{p}o: cell outside the cone")
-        g = grid[pv.decode_cone_values(get(streams, p + "v"), pid, idx, geo.width, geo.height, 0, len(grid))]
+        g = grid[
+            pv.decompress_cone_values(get(streams, p + "v"), pid, idx, geo.width, geo.height, 0, len(grid))
+        ]
         if p + "sg" in streams:
             raw = np.frombuffer(streams[p + "sg"], np.uint8)
             if len(raw) != (len(g) + 7) // 8:
@@ -255,31 +259,31 @@ class PhysicsCodec:
             g = np.where(np.unpackbits(raw)[: len(g)].astype(bool), -g, g)
         busy = np.bincount(pid, minlength=n) > 0
         t = np.zeros(n, np.int64)
-        t[busy] = decode_ints(get(streams, p + "s"), int(busy.sum()), signed=True)
+        t[busy] = decompress_ints(get(streams, p + "s"), int(busy.sum()), signed=True)
         lo, hi = pv.sum_limits(level)
         if t.min(initial=0) < -lo or t.max(initial=0) > hi:
             raise DecodeError(f"{p}s: sum factor out of range")
         return pid, idx, pv.cone_decoded(g, t[pid], level)
 
-    def _decode_outside(self, streams, part: _Part, level: Level):
+    def _decompress_outside(self, streams, part: _Part, level: Level):
         p, geo, n = part.prefix, part.geo, len(part.var)
         n_grid = len(pv.log_grid(level.out_step)[0])
         if part.exact_outside:
             names = [get(streams, p + "on"), get(streams, p + "og")]
-            pid, loc = sparse.decode_occupancy(names, n, geo.out_cells.shape[1])
+            pid, loc = sparse.decompress_occupancy(names, n, geo.out_cells.shape[1])
             if (loc >= geo.n_out[part.var[pid]].sum(1)).any():
                 raise DecodeError(f"{p}og: cell out of range")
             idx = geo.out_cells[part.var[pid], loc]
-            m = pv.decode_cone_values(
+            m = pv.decompress_cone_values(
                 get(streams, p + "ov"), pid, idx, geo.width, geo.height, -n_grid, n_grid + 1
             )
             if (m == 0).any():
                 raise DecodeError(f"{p}ov: code out of range")
             return pid, idx, pv.outside_decoded(m, level.out_step)
         counts_stream = get(streams, p + "on")
-        counts = decode_ints(counts_stream, geo.n_out.shape[1] * n)
+        counts = decompress_ints(counts_stream, geo.n_out.shape[1] * n)
         if (counts > geo.n_out[part.var].ravel()).any():
             raise DecodeError(f"{p}on: more cells than outside the cone")
-        m = pv.decode_outside_values(get(streams, p + "ov"), counts, level.out_step)
+        m = pv.decompress_outside_values(get(streams, p + "ov"), counts, level.out_step)
         plane, cell = self._drawn_cells(counts, part, counts_stream)
         return plane, cell, pv.outside_decoded(m, level.out_step)

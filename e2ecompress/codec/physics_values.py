@@ -16,7 +16,7 @@ import numpy as np
 
 from e2ecompress import _core
 from e2ecompress.codec import ctxval, sparse
-from e2ecompress.codec.intcode import decode_ints, encode_ints
+from e2ecompress.codec.intcode import compress_ints, decompress_ints
 from e2ecompress.errors import DecodeError
 
 VERSION = 1
@@ -100,24 +100,24 @@ def _unpack(data: bytes, n: int, what: str) -> list[memoryview]:
 # Values inside the cone
 
 
-def encode_cone_values(q: np.ndarray, pid: np.ndarray, idx: np.ndarray, width: int, height: int) -> bytes:
+def compress_cone_values(q: np.ndarray, pid: np.ndarray, idx: np.ndarray, width: int, height: int) -> bytes:
     """Grid indices of the cone cells -> ".v": u8 predictor (direct, runs, ctx) | i32 reference | stream."""
     if not q.size:
         return b""
     ref = int(np.median(q))
     d = q - ref
     options = [
-        encode_ints(d, signed=True),
-        encode_ints(_core.runs_int_encode(pid, idx, width, d), signed=True),
-        ctxval.encode(d, pid, idx, height, width, "quantized"),
+        compress_ints(d, signed=True),
+        compress_ints(_core.runs_int_encode(pid, idx, width, d), signed=True),
+        ctxval.compress(d, pid, idx, height, width, "quantized"),
     ]
     return min((struct.pack("<Bi", i, ref) + o for i, o in enumerate(options)), key=len)
 
 
-def decode_cone_values(
+def decompress_cone_values(
     data: bytes, pid: np.ndarray, idx: np.ndarray, width: int, height: int, lo: int, hi: int
 ) -> np.ndarray:
-    """Inverse of `encode_cone_values`; DecodeError unless every value is in [lo, hi)."""
+    """Inverse of `compress_cone_values`; DecodeError unless every value is in [lo, hi)."""
     if not pid.size:
         if data:
             raise DecodeError("values: stream for no cells")
@@ -126,9 +126,9 @@ def decode_cone_values(
         raise DecodeError("values: bad header")
     pred, ref = struct.unpack_from("<Bi", data)
     if pred == 2:
-        d = ctxval.decode(memoryview(data)[5:], pid, idx, height, width, "quantized")
+        d = ctxval.decompress(memoryview(data)[5:], pid, idx, height, width, "quantized")
     else:
-        d = decode_ints(memoryview(data)[5:], len(pid), signed=True)
+        d = decompress_ints(memoryview(data)[5:], len(pid), signed=True)
     if pred == 1:
         d = _core.runs_int_decode(pid, idx, width, d)
     q = d + ref
@@ -173,7 +173,7 @@ def outside_codes(x: np.ndarray, step: int) -> np.ndarray:
     return np.where(x < 0, -i, i)
 
 
-def encode_outside_values(x: np.ndarray, pid: np.ndarray, step: int) -> tuple[bytes, np.ndarray]:
+def compress_outside_values(x: np.ndarray, pid: np.ndarray, step: int) -> tuple[bytes, np.ndarray]:
     """-> (".ov": i32 reference | firsts | rises, the sorted codes in plane order)."""
     if not x.size:
         return b"", np.zeros(0, np.int64)
@@ -183,11 +183,11 @@ def encode_outside_values(x: np.ndarray, pid: np.ndarray, step: int) -> tuple[by
     first = np.r_[True, p[1:] != p[:-1]]
     ref = int(np.median(m[first]))
     rises = np.diff(m)[~first[1:]]
-    body = _pack(encode_ints(m[first] - ref, signed=True), encode_ints(rises))
+    body = _pack(compress_ints(m[first] - ref, signed=True), compress_ints(rises))
     return struct.pack("<i", ref) + body, m
 
 
-def decode_outside_values(data: bytes, counts: np.ndarray, step: int) -> np.ndarray:
+def decompress_outside_values(data: bytes, counts: np.ndarray, step: int) -> np.ndarray:
     total = int(counts.sum())
     if not total:
         if data:
@@ -198,8 +198,8 @@ def decode_outside_values(data: bytes, counts: np.ndarray, step: int) -> np.ndar
     ref = struct.unpack_from("<i", data)[0]
     firsts, rises = _unpack(data[4:], 2, "outside values")
     busy = counts > 0
-    m0 = decode_ints(firsts, int(busy.sum()), signed=True) + ref
-    dr = decode_ints(rises, total - int(busy.sum()))
+    m0 = decompress_ints(firsts, int(busy.sum()), signed=True) + ref
+    dr = decompress_ints(rises, total - int(busy.sum()))
     steps = np.zeros(total, np.int64)
     starts = np.cumsum(counts[busy]) - counts[busy]
     rest = np.ones(total, bool)
@@ -224,7 +224,7 @@ def outside_decoded(m: np.ndarray, step: int) -> np.ndarray:
 # Header
 
 
-def encode_header(level: Level, ks: list[int]) -> bytes:
+def header_to_bytes(level: Level, ks: list[int]) -> bytes:
     """The "phys" stream: version, radius, steps, sum bits, exact outside cells, ring edges (u8 count,
     u16 each; lengths in 1/16 pixel), then one byte per channel: its block size (0: none)."""
     head = _HEAD.pack(
@@ -234,7 +234,7 @@ def encode_header(level: Level, ks: list[int]) -> bytes:
     return head + struct.pack(f"<B{len(edges)}H", len(edges), *edges) + bytes(ks)
 
 
-def decode_header(data: bytes, n_channels: int) -> tuple[Level, list[int]]:
+def header_from_bytes(data: bytes, n_channels: int) -> tuple[Level, list[int]]:
     if len(data) < _HEAD.size + 1:
         raise DecodeError("phys: bad header size")
     version, r16, step, out_step, sum_bits, exact_cells = _HEAD.unpack_from(data)

@@ -2,12 +2,12 @@
 
 Two layers:
 
-- symbols in [0, K): `RansTable` (freqs [D, K], rows summing to 2**prob_bits), `encode_symbols` /
-  `decode_symbols`. Column d of a [N, D] array is coded with table row d. The coder is C++
+- symbols in [0, K): `RansTable` (freqs [D, K], rows summing to 2**prob_bits), `compress_symbols` /
+  `decompress_symbols`. Column d of a [N, D] array is coded with table row d. The coder is C++
   (csrc/kernels/rans.h documents the bitstream); a corrupt stream raises `DecodeError`.
 - any int32 values: `EscapeTable` maps value v of dim d to symbol v - offsets[d] when that lies in
   [0, K - 1); everything else is coded as the escape symbol K - 1 and its value goes, zigzag-varint coded,
-  into a side stream after the rANS stream (`encode` / `decode`).
+  into a side stream after the rANS stream (`compress` / `decompress`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def cost_bits(symbols: np.ndarray, table: RansTable) -> float:
     return float(np.sum(table.prob_bits - np.log2(f)))
 
 
-def encode_symbols(symbols: np.ndarray, table: RansTable, n_states: int = DEFAULT_STATES) -> bytes:
+def compress_symbols(symbols: np.ndarray, table: RansTable, n_states: int = DEFAULT_STATES) -> bytes:
     """symbols: [N, D] ints, 0 <= s < K with freq > 0 (else ValueError) -> bytes.
 
     n_states: interleaved coder states, 1, 2, 4, ..., 64, or 0 to choose by length (each costs 4 bytes of
@@ -72,7 +72,7 @@ def encode_symbols(symbols: np.ndarray, table: RansTable, n_states: int = DEFAUL
     return _core.rans_encode(np.asarray(symbols), table, n_states)
 
 
-def decode_symbols(data, table: RansTable, n_rows: int, out: np.ndarray | None = None) -> np.ndarray:
+def decompress_symbols(data, table: RansTable, n_rows: int, out: np.ndarray | None = None) -> np.ndarray:
     """bytes-like -> int32 [n_rows, D]; DecodeError if corrupt or not matching the table and n_rows."""
     return _core.rans_decode(data, table, n_rows, out)
 
@@ -260,24 +260,24 @@ def _to_symbols(values: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarr
     return np.where((rel >= 0) & (rel < width), rel, width).astype(np.uint16)
 
 
-def encode(values: np.ndarray, table: EscapeTable, n_states: int = DEFAULT_STATES) -> bytes:
+def compress(values: np.ndarray, table: EscapeTable, n_states: int = DEFAULT_STATES) -> bytes:
     """values: [N, D] int32-range ints -> varint(len(rans)) + rans stream + zigzag varints of escapes."""
     values = _as_values(values)
     if values.shape[1] != table.dims:
         raise ValueError(f"values have {values.shape[1]} dims, the table has {table.dims}")
     symbols = _to_symbols(values, table.offsets, table.escape)
-    stream = encode_symbols(symbols, table.table, n_states)
+    stream = compress_symbols(symbols, table.table, n_states)
     escaped = values[symbols == table.escape]  # row-major order
     return _varint_encode(np.array([len(stream)], np.uint64)) + stream + _varint_encode(_zigzag(escaped))
 
 
-def decode(data, table: EscapeTable, n_rows: int) -> np.ndarray:
-    """Inverse of `encode` -> int32 [n_rows, D]; DecodeError on a corrupt or mismatched stream."""
+def decompress(data, table: EscapeTable, n_rows: int) -> np.ndarray:
+    """Inverse of `compress` -> int32 [n_rows, D]; DecodeError on a corrupt or mismatched stream."""
     data = memoryview(data).cast("B")
     length, pos = _read_varint(data, 0, "escape stream")
     if length > len(data) - pos:
         raise DecodeError("escape stream: truncated rANS part")
-    out = decode_symbols(data[pos : pos + length], table.table, n_rows)
+    out = decompress_symbols(data[pos : pos + length], table.table, n_rows)
     where = out == table.escape
     n_escaped = int(np.count_nonzero(where))
     escaped = _unzigzag(_varint_decode(data[pos + length :], n_escaped, 5, "escape stream"))

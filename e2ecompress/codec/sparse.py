@@ -31,7 +31,7 @@ import numpy as np
 
 from e2ecompress import _core
 from e2ecompress.codec import ctxval
-from e2ecompress.codec.intcode import decode_ints, encode_ints
+from e2ecompress.codec.intcode import compress_ints, decompress_ints
 from e2ecompress.errors import DecodeError
 
 _CTX_KIND = {"lossless": "float32bits", "bounded": "quantized"}
@@ -173,7 +173,7 @@ def occupied_cells(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _core.nonzero_cells(planes)  # one pass in C++, GIL released
 
 
-def encode_occupancy(plane_id: np.ndarray, idx: np.ndarray, n: int) -> tuple[bytes, bytes]:
+def compress_occupancy(plane_id: np.ndarray, idx: np.ndarray, n: int) -> tuple[bytes, bytes]:
     """Occupied cells of n planes -> (counts, gaps) streams."""
     counts = np.bincount(plane_id, minlength=n)
     prev = np.empty_like(idx)
@@ -181,16 +181,16 @@ def encode_occupancy(plane_id: np.ndarray, idx: np.ndarray, n: int) -> tuple[byt
     first = np.ones(len(idx), bool)
     first[1:] = plane_id[1:] != plane_id[:-1]
     prev[first] = -1
-    return encode_ints(counts), encode_ints(idx - prev - 1)
+    return compress_ints(counts), compress_ints(idx - prev - 1)
 
 
-def decode_occupancy(streams: Sequence[bytes], n: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
+def decompress_occupancy(streams: Sequence[bytes], n: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
     """-> (plane id, flat index) of every occupied cell, in plane then raster order."""
-    counts = decode_ints(streams[0], n)
+    counts = decompress_ints(streams[0], n)
     if counts.size and (counts.max() > cells):
         raise DecodeError(f"occupancy: a plane claims more than {cells} occupied cells")
     total = int(counts.sum())
-    gaps = decode_ints(streams[1], total)
+    gaps = decompress_ints(streams[1], total)
     if gaps.size and gaps.max() >= cells:
         raise DecodeError("occupancy: gap out of range")
     steps = gaps + 1
@@ -229,7 +229,7 @@ class CellSet:
         return len(self.index)
 
 
-def encode_values(
+def compress_values(
     cells: CellSet, x: np.ndarray, base: np.ndarray | None, coding: ValueCoding
 ) -> tuple[bytes, np.ndarray]:
     """x [n] float32 at the cells -> (stream, decoded values float32 [n]); the smaller predictor wins."""
@@ -245,18 +245,20 @@ def encode_values(
         ints = {"direct": q.astype(np.int64), "runs": runs_r}
         direct_rec = base64 + coding.step * q
         recs = {"direct": direct_rec, "runs": runs_rec, "ctx": direct_rec}
-    options = {name: encode_ints(v, signed=True) for name, v in ints.items()}
+    options = {name: compress_ints(v, signed=True) for name, v in ints.items()}
     if cells.height:  # the context-modelled coder of the direct integers (ctxval)
         kind = _CTX_KIND[coding.mode]
-        options["ctx"] = ctxval.encode(
+        options["ctx"] = ctxval.compress(
             ints["direct"], cells.plane, cells.index, cells.height, cells.width, kind
         )
     best = min(options, key=lambda name: (len(options[name]), PREDICTORS.index(name)))
     return bytes([PREDICTORS.index(best)]) + options[best], np.asarray(recs[best], np.float32)
 
 
-def decode_values(data: bytes, cells: CellSet, base: np.ndarray | None, coding: ValueCoding) -> np.ndarray:
-    """Inverse of `encode_values` -> decoded values float32 [n]."""
+def decompress_values(
+    data: bytes, cells: CellSet, base: np.ndarray | None, coding: ValueCoding
+) -> np.ndarray:
+    """Inverse of `compress_values` -> decoded values float32 [n]."""
     n = len(cells)
     if not data:
         if n:
@@ -268,10 +270,10 @@ def decode_values(data: bytes, cells: CellSet, base: np.ndarray | None, coding: 
     args = (cells.plane, cells.index, cells.width)
     if predictor == "ctx":
         kind = _CTX_KIND[coding.mode]
-        r = ctxval.decode(memoryview(data)[1:], cells.plane, cells.index, cells.height, cells.width, kind)
+        r = ctxval.decompress(memoryview(data)[1:], cells.plane, cells.index, cells.height, cells.width, kind)
         predictor = "direct"  # the same integers as the direct predictor
     else:
-        r = decode_ints(memoryview(data)[1:], n, signed=True)
+        r = decompress_ints(memoryview(data)[1:], n, signed=True)
     if coding.mode == "lossless":
         bits = r if predictor == "direct" else _core.runs_int_decode(*args, r)
         if n and (bits.min() < np.iinfo(np.int32).min or bits.max() > np.iinfo(np.int32).max):

@@ -302,9 +302,9 @@ def evaluate(codec: LatentCodec, images: np.ndarray, eta: np.ndarray | None, log
             if fraction < 1.0:
                 keep = codec.default_keep(sym.occ, fraction)
                 sym = codec.encode(images, level, keep)
-            data = codec.entropy_encode(sym, level)
-            chunked = sum(len(codec.entropy_encode(part, level)) for part in split_symbols(sym, 256))
-            back = codec.entropy_decode(data, sym.occ, sym.keep, len(images), level)
+            data = codec.compress(sym, level)
+            chunked = sum(len(codec.compress(part, level)) for part in split_symbols(sym, 256))
+            back = codec.decompress(data, sym.occ, sym.keep, len(images), level)
             assert np.array_equal(back.cls, sym.cls) and np.array_equal(back.tokens, sym.tokens)
             t = time.perf_counter()
             decoded = codec.decode(sym.cls, sym.tokens, sym.occ, sym.keep, level) * nz
