@@ -39,9 +39,11 @@ Decoding checks the CRC and raises DecodeError on a corrupt frame.
 from __future__ import annotations
 
 import array
+import inspect
 import json
 import math
 import struct
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -62,6 +64,10 @@ FRAME_MAGIC = b"E2EC"
 FRAME_VERSION = 2  # the newest version written; 1 and 2 are read
 DTYPES = ("<f4", "<f8")  # the `dtype` option: how a raw buffer is read
 _CODED = {np.dtype(d) for d in ("<f4", ">f4", "<f8", ">f8")}  # dtypes a frame may record
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _as_ndarray(buf) -> np.ndarray:
@@ -147,20 +153,18 @@ class E2ECodec(_Base):
         self._codecs: dict[tuple[int, int], ImageCodec] = {}
 
     def get_config(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            "id": self.codec_id,
-            "mode": c.mode,
-            "quality": c.quality,
-            "max_error": c.max_error,
-            "predictor": c.predictor,
-            "keep_fraction": c.keep_fraction,
-            "channels": list(self.channels),
-            "model": self.model,
-            "dtype": self.dtype.str,
-            "image_size": list(self.image_size),
-            **({"unbiased": True} if c.unbiased else {}),
-        }
+        """{"id": codec_id, then each argument of __init__ in order}, what from_config takes back: the
+        CodecConfig fields from self.config, the others from the attribute of that name (tuples as lists,
+        the dtype as its string); unbiased only when set, so configs written before it existed stay the
+        same."""
+        shared = {f.name for f in fields(CodecConfig)}
+        config: dict[str, Any] = {"id": self.codec_id}
+        for name in list(inspect.signature(E2ECodec.__init__).parameters)[1:]:  # after self
+            value = getattr(self.config if name in shared else self, name)
+            if name == "unbiased" and not value:
+                continue
+            config[name] = value.str if isinstance(value, np.dtype) else _listed(value)
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> E2ECodec:
