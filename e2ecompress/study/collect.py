@@ -258,9 +258,17 @@ def _recon_targets(rec: dict) -> list[tuple]:
         if ratio is not None:
             rows.append((f"{c}: masked occupied-patch MSE / zero prediction", ratio, "<=", 0.5))
     for c in ("ECAL", "HCAL"):
-        resp = _get(r, "masked_energy", c, "response_hard")
-        if resp is not None:
-            rows.append((f"{c}: masked-region energy response − 1 (absolute)", abs(resp - 1.0), "<=", 0.10))
+        for kind, label in (("hard", "hard image"), ("soft", "expected energy")):
+            resp = _get(r, "masked_energy", c, f"response_{kind}")
+            if resp is not None:
+                rows.append(
+                    (
+                        f"{c}: masked-region energy response − 1 (absolute), {label}",
+                        abs(resp - 1.0),
+                        "<=",
+                        0.10,
+                    )
+                )
         rec_ = _get(r, "occupancy", c, "recall")
         if rec_ is not None:
             rows.append((f"{c}: occupancy recall in masked regions", rec_, ">=", 0.5))
