@@ -16,6 +16,12 @@ from e2ecompress.study.baseline import FEATURE_SETS, read_columns
 from e2ecompress.study.plan import RECON_SPLITS, SUBSETS, StudyPaths, StudyPlan
 from e2ecompress.train.data import label_subset
 
+# published figures the report compares with (other data and protocols; see the report's comparison)
+PUBLISHED = {
+    "public_qg": {"pretrained_accuracy": 0.855, "scratch_accuracy": [0.695, 0.715]},
+    "top_mae_2024": {"probe_auc": 0.975, "finetune_auc": 0.983},
+}
+
 
 def fkey(fraction: float) -> str:
     return f"{fraction:g}"
@@ -316,6 +322,7 @@ def collect(plan: StudyPlan, paths: StudyPaths, chosen: dict, finals: dict) -> d
         "classification": _classification(plan, paths, finals),
         "baseline": _baseline(paths),
         "shipped": None,
+        "published": PUBLISHED,
     }
     res["differences"] = differences(plan, paths, finals, 1000 if plan.scale == "full" else 50)
     res["targets"] = targets(res)

@@ -267,7 +267,8 @@ def _reconstruction(res: Mapping) -> str:
         "whole masked region, each (patch, channel) marking its k most probable pixels with k = the "
         "expected hit count. Energy response: predicted / true raw sum in the masked region over all jets "
         "(hard: marked pixels at their expected value; soft: probability × expected value), and per jet "
-        "the median (bias) and IQR/1.349 (resolution) of the relative difference. Jet observables are "
+        "the median (bias) and the interquartile range scaled to a Gaussian σ (resolution) of the "
+        "relative difference. Jet observables are "
         "computed on the whole image (visible patches + prediction) against the original, beside the "
         "image of the visible patches alone (what the encoder saw, i.e. zero prediction). unlabelled/train "
         "is the first jets of the pretraining set; a test/train gap would show over-fitting.\n"
@@ -401,10 +402,15 @@ def _comparison(res: Mapping) -> str:
         e = s.get(m, {}).get(ref)
         return "–" if e is None else pm(e["auc_mean"], e["auc_std"])
 
+    pub = res.get("published", {})
+    qg, top = pub.get("public_qg", {}), pub.get("top_mae_2024", {})
+    lo, hi = qg.get("scratch_accuracy", [None, None])
     rows = [
-        ["public solutions to the same q/g image task", "pretrained 0.855, scratch 0.695–0.715", "–",
-         "accuracy on a validation split; no separate test set, one seed"],
-        ["MAE on boosted-top jet images (2024)", "–", "probe 0.975, fine-tuned 0.983",
+        ["public solutions to the same q/g image task",
+         f"pretrained {fmt(qg.get('pretrained_accuracy'), '.4g')}, scratch {fmt(lo, '.4g')}–{fmt(hi, '.4g')}",
+         "–", "accuracy on a validation split; no separate test set, one seed"],
+        ["MAE on boosted-top jet images (2024)", "–",
+         f"probe {fmt(top.get('probe_auc'), '.4g')}, fine-tuned {fmt(top.get('finetune_auc'), '.4g')}",
          "top vs QCD, an easier task; not comparable in absolute terms"],
         [f"this study, {_pct(ref)} labels", f"fine-tuned {acc('finetune')}, scratch {acc('scratch')}",
          f"fine-tuned {auc('finetune')}, probe {auc('linprobe')}, scratch {auc('scratch')}",
